@@ -1,0 +1,131 @@
+"""The one interface every parameterization implements, and the registry of priors.
+
+A ``Parameterization`` is an ``nn.Module`` whose trainable parameters are what the render
+loop optimizes and whose ``forward()`` returns the images, shape (batch, 3, H, W) in [0, 1].
+Learned priors add a ``regularization()`` (a latent norm penalty) and/or ``after_step()``
+(clipping a latent back into its training range). A sampler that updates its own state
+from the gradient instead of through Adam (diffusion guidance) sets ``owns_update`` and
+implements ``update()``.
+"""
+
+from __future__ import annotations
+
+import enum
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor, nn
+
+
+class PriorKind(enum.Enum):
+    UNCONSTRAINED = "unconstrained"
+    LEARNED = "learned"
+
+
+class PriorNotFoundError(LookupError):
+    """No prior registered under the requested name."""
+
+
+class Parameterization(nn.Module, ABC):
+    """Parameters in, images in [0, 1] NCHW out."""
+
+    owns_update: bool = False
+    """True for samplers that step themselves in ``update()`` instead of through Adam."""
+
+    def __init__(self, batch: int, height: int, width: int) -> None:
+        super().__init__()
+        if batch < 1 or height < 1 or width < 1:
+            raise ValueError(f"batch, height and width must be positive, got {batch}, {height}, {width}")
+        self.batch, self.height, self.width = batch, height, width
+
+    @abstractmethod
+    def forward(self) -> Tensor:
+        """The current images, (batch, 3, height, width), values in [0, 1]."""
+
+    def regularization(self) -> Tensor:
+        """A scalar added to the loss, e.g. a latent norm penalty; zero by default."""
+        return torch.zeros((), device=self._device())
+
+    def after_step(self) -> None:
+        """Called after every optimizer step, e.g. to clip a latent into range."""
+
+    def update(self, step: int, total_steps: int) -> None:
+        """For ``owns_update`` samplers: take one step using the gradients just computed."""
+        raise NotImplementedError(f"{type(self).__name__} is stepped by the optimizer")
+
+    def preferred_learning_rate(self) -> float | None:
+        """A learning rate that suits this space better than the loop's default, or None."""
+        return None
+
+    def _device(self) -> torch.device:
+        for tensor in [*self.parameters(), *self.buffers()]:
+            return tensor.device
+        return torch.device("cpu")
+
+
+@dataclass(frozen=True)
+class PriorInfo:
+    """What a client needs to choose a prior."""
+
+    name: str
+    kind: PriorKind
+    description: str
+    output_size: int | None = None
+    """Native output side in pixels, or None when the prior draws at any requested size."""
+    latent_shape: tuple[int, ...] = ()
+    """Shape of one image's latent (empty for pixel-space parameterizations)."""
+    licence: str = ""
+    options: dict[str, str] = field(default_factory=dict)
+    """Option names a builder accepts, with a one-line meaning each."""
+
+
+PriorBuilder = Callable[..., Parameterization]
+"""``builder(batch, height, width, *, generator, device, **options) -> Parameterization``."""
+
+_PRIORS: dict[str, tuple[PriorInfo, PriorBuilder, Callable[[], bool]]] = {}
+
+
+def _always() -> bool:
+    return True
+
+
+def register_prior(info: PriorInfo, available: Callable[[], bool] = _always) -> Callable[[PriorBuilder], PriorBuilder]:
+    """Decorator registering a builder; ``available`` says whether its weights are here."""
+
+    def decorate(builder: PriorBuilder) -> PriorBuilder:
+        if info.name in _PRIORS:
+            raise ValueError(f"prior {info.name!r} is already registered")
+        _PRIORS[info.name] = (info, builder, available)
+        return builder
+
+    return decorate
+
+
+def list_priors(*, only_available: bool = True) -> list[PriorInfo]:
+    """Registered priors, unconstrained ones first."""
+    infos = [info for info, _, available in _PRIORS.values() if available() or not only_available]
+    return sorted(infos, key=lambda info: (info.kind != PriorKind.UNCONSTRAINED, info.name))
+
+
+def get_prior(
+    name: str,
+    batch: int,
+    height: int,
+    width: int,
+    *,
+    generator: torch.Generator,
+    device: torch.device | str = "cpu",
+    **options: object,
+) -> Parameterization:
+    """Build the prior ``name``; its random initial state comes from ``generator`` (a CPU generator)."""
+    if name not in _PRIORS:
+        raise PriorNotFoundError(f"unknown prior {name!r}; available: {', '.join(sorted(_PRIORS))}")
+    info, builder, available = _PRIORS[name]
+    if not available():
+        raise PriorNotFoundError(f"prior {name!r} is registered but its model is not installed here")
+    unknown = set(options) - set(info.options)
+    if unknown:
+        raise ValueError(f"prior {name!r} does not take option(s) {sorted(unknown)}; it takes {sorted(info.options)}")
+    return builder(batch, height, width, generator=generator, device=torch.device(device), **options)

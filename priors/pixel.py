@@ -1,0 +1,44 @@
+"""Raw pixels through a sigmoid: the plainest space, where high frequencies run free."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from priors.base import Parameterization, PriorInfo, PriorKind, register_prior
+from priors.color import to_valid_rgb
+
+INIT_STD = 0.01
+
+
+class PixelImage(Parameterization):
+    def __init__(
+        self,
+        batch: int,
+        height: int,
+        width: int,
+        *,
+        generator: torch.Generator,
+        decorrelate: bool = True,
+        init_std: float = INIT_STD,
+    ) -> None:
+        super().__init__(batch, height, width)
+        self.decorrelate = decorrelate
+        self.pixels = nn.Parameter(torch.randn((batch, 3, height, width), generator=generator) * init_std)
+
+    def forward(self) -> Tensor:
+        return to_valid_rgb(self.pixels, decorrelate=self.decorrelate)
+
+
+@register_prior(
+    PriorInfo(
+        name="pixel",
+        kind=PriorKind.UNCONSTRAINED,
+        description="raw pixels through a sigmoid, optionally in decorrelated colour",
+        options={"decorrelate": "decorrelate colours (default true)"},
+    )
+)
+def build_pixel(
+    batch: int, height: int, width: int, *, generator: torch.Generator, device: torch.device, **options: object
+) -> PixelImage:
+    return PixelImage(batch, height, width, generator=generator, decorrelate=bool(options.get("decorrelate", True))).to(device)

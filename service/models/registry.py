@@ -1,0 +1,124 @@
+"""A registry of target models in the style of torchvision's ``register_model``/``get_model``.
+
+Registered builders make an ``nn.Module`` plus metadata on the CPU in float32; ``get_model``
+moves it to the job's device and dtype and caches the result per (name, device, dtype).
+Names that are not registered fall back to torchvision classifiers and ``checkpoint:PATH``.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from service.models.target import TargetModel
+
+
+class ModelNotFoundError(LookupError):
+    """No registered model, torchvision classifier or checkpoint answers to the name."""
+
+
+class ModelWeightsUnavailableError(RuntimeError):
+    """The model exists but its weights are neither on disk nor downloadable here."""
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    name: str
+    description: str
+    builder: Callable[[], TargetModel]
+    default: bool = False
+
+
+_REGISTRY: dict[str, ModelEntry] = {}
+_CACHE: dict[tuple[str, str, torch.dtype], TargetModel] = {}
+_LOCK = threading.Lock()
+
+
+def register_model(
+    name: str, *, description: str, default: bool = False
+) -> Callable[[Callable[[], TargetModel]], Callable[[], TargetModel]]:
+    """Decorator that registers a builder returning a CPU float32 ``TargetModel``."""
+
+    def decorate(builder: Callable[[], TargetModel]) -> Callable[[], TargetModel]:
+        if name in _REGISTRY:
+            raise ValueError(f"model {name!r} is already registered")
+        _REGISTRY[name] = ModelEntry(name, description, builder, default)
+        return builder
+
+    return decorate
+
+
+def list_models() -> list[ModelEntry]:
+    """The registered models, default first. Any torchvision classifier name also works."""
+    return sorted(_REGISTRY.values(), key=lambda entry: (not entry.default, entry.name))
+
+
+def default_model_name() -> str:
+    return next(entry.name for entry in list_models() if entry.default)
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """``None`` means CUDA when present, else the CPU."""
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def get_model(
+    name: str,
+    *,
+    device: str | torch.device | None = None,
+    dtype: torch.dtype = torch.float32,
+    allow_download: bool = False,
+) -> TargetModel:
+    """The target model called ``name`` on ``device`` in ``dtype``, built once and cached.
+
+    Resolution order: registered names, ``checkpoint:PATH``, then torchvision classifiers
+    (whose weights are read from the torch cache, downloaded only with ``allow_download``).
+    """
+    device = resolve_device(device)
+    key = (name, str(device), dtype)
+    with _LOCK:
+        if key in _CACHE:
+            return _CACHE[key]
+        base = _build_cpu(name, allow_download)
+        model = base if (device.type == "cpu" and dtype == torch.float32) else _moved(base, device, dtype)
+        _CACHE[key] = model
+        return model
+
+
+def _build_cpu(name: str, allow_download: bool) -> TargetModel:
+    cpu_key = (name, "cpu", torch.float32)
+    if cpu_key in _CACHE:
+        return _CACHE[cpu_key]
+    if name in _REGISTRY:
+        model = _REGISTRY[name].builder()
+        model.description = _REGISTRY[name].description
+    elif name.startswith("checkpoint:"):
+        from service.models.checkpoint import load_checkpoint
+
+        model = load_checkpoint(name.removeprefix("checkpoint:"))
+    else:
+        from service.models.torchvision_models import load_torchvision_model
+
+        model = load_torchvision_model(name, allow_download=allow_download)
+    _CACHE[cpu_key] = model
+    return model
+
+
+def _moved(base: TargetModel, device: torch.device, dtype: torch.dtype) -> TargetModel:
+    import copy
+
+    module = copy.deepcopy(base.module).to(device=device, dtype=dtype)
+    return TargetModel(
+        base.name,
+        module,
+        input_size=base.input_size,
+        normalization=base.normalization,
+        class_names=base.class_names,
+        layer_names=[layer.name for layer in base.layers],
+        description=base.description,
+    )
