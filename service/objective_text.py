@@ -117,8 +117,10 @@ class _Parser:
             operator = self.text[self.pos]
             self.pos += 1
             self.skip_space()
+            start = self.pos
             value = self.number()
             if operator == "/" and value == 0:
+                self.pos = start
                 self.fail("a non-zero divisor")
             objective = Scaled(objective, value if operator == "*" else 1.0 / value)
         return objective

@@ -1,0 +1,216 @@
+"""Each objective against a direct computation on a small model, the algebra and the text form."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from service.models.target import LOGITS, Normalization, TargetModel
+from service.objective_text import ObjectiveSyntaxError, parse_objective
+from service.objectives import (
+    Channel,
+    ClassLogit,
+    ClassProbability,
+    Direction,
+    Diversity,
+    Layer,
+    Neuron,
+    Scaled,
+    Sum,
+    per_batch,
+    validate_objective,
+)
+
+
+class TinyNet(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 4, 3, padding=1)
+        self.act1 = nn.ReLU()
+        self.conv2 = nn.Conv2d(4, 6, 3, stride=2, padding=1)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(6, 5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.pool(self.conv2(self.act1(self.conv1(x)))).flatten(1))
+
+
+@pytest.fixture(scope="module")
+def tiny() -> TargetModel:
+    torch.manual_seed(0)
+    return TargetModel(
+        "tiny",
+        TinyNet(),
+        input_size=8,
+        normalization=Normalization((0.5, 0.5, 0.5), (0.25, 0.25, 0.25)),
+        class_names=[f"c{i}" for i in range(5)],
+        layer_names=["conv1", "act1", "conv2", LOGITS],
+    )
+
+
+@pytest.fixture(scope="module")
+def batch(tiny: TargetModel) -> tuple[dict[str, torch.Tensor], dict[str, np.ndarray]]:
+    images = torch.rand(3, 3, 8, 8, generator=torch.Generator().manual_seed(1))
+    acts = tiny.activations(images, ["conv1", "conv2", LOGITS])
+    return acts, {name: value.detach().double().numpy() for name, value in acts.items()}
+
+
+def test_layer_listing(tiny: TargetModel) -> None:
+    assert [(l.name, l.channels, l.height) for l in tiny.layers] == [
+        ("conv1", 4, 8), ("act1", 4, 8), ("conv2", 6, 4), (LOGITS, 5, 1)
+    ]
+
+
+def test_channel(batch) -> None:
+    acts, ref = batch
+    np.testing.assert_allclose(Channel("conv2", 3)(acts).detach().numpy(), ref["conv2"][:, 3].mean(axis=(1, 2)), rtol=1e-5)
+
+
+def test_neuron_explicit_centre_and_clamped(batch) -> None:
+    acts, ref = batch
+    np.testing.assert_allclose(Neuron("conv2", 1, x=2, y=0)(acts).detach().numpy(), ref["conv2"][:, 1, 0, 2], rtol=1e-5)
+    np.testing.assert_allclose(Neuron("conv2", 1)(acts).detach().numpy(), ref["conv2"][:, 1, 2, 2], rtol=1e-5)
+    np.testing.assert_allclose(Neuron("conv2", 1, x=99, y=99)(acts).detach().numpy(), ref["conv2"][:, 1, 3, 3], rtol=1e-5)
+
+
+def test_layer_is_mean_square(batch) -> None:
+    acts, ref = batch
+    np.testing.assert_allclose(Layer("conv1")(acts).detach().numpy(), (ref["conv1"] ** 2).reshape(3, -1).mean(1), rtol=1e-5)
+
+
+def test_direction_dot_and_cosine(batch) -> None:
+    acts, ref = batch
+    v = np.array([1.0, -2.0, 0.5, 0.0, 3.0, 1.0])
+    dot = np.einsum("bchw,c->bhw", ref["conv2"], v)
+    np.testing.assert_allclose(Direction("conv2", tuple(v))(acts).detach().numpy(), dot.mean(axis=(1, 2)), rtol=1e-5)
+    cosine = dot / (np.linalg.norm(ref["conv2"], axis=1) * np.linalg.norm(v) + 1e-6)
+    expected = (dot * np.maximum(cosine, 0.1) ** 2).mean(axis=(1, 2))
+    np.testing.assert_allclose(Direction("conv2", tuple(v), 2.0)(acts).detach().numpy(), expected, rtol=1e-4)
+
+
+def test_class_logit_and_probability(batch) -> None:
+    acts, ref = batch
+    logits = ref[LOGITS]
+    np.testing.assert_allclose(ClassLogit(2)(acts).detach().numpy(), logits[:, 2], rtol=1e-5)
+    softmax = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(ClassProbability(4)(acts).detach().numpy(), softmax[:, 4], rtol=1e-5)
+
+
+def test_diversity_is_minus_mean_gram_cosine(batch) -> None:
+    acts, ref = batch
+    flat = ref["conv1"].reshape(3, 4, -1)
+    grams = np.einsum("bcn,bdn->bcd", flat, flat).reshape(3, -1)
+    grams /= np.linalg.norm(grams, axis=1, keepdims=True)
+    similarity = grams @ grams.T
+    expected = -(similarity.sum(axis=1) - np.diag(similarity)) / 2
+    np.testing.assert_allclose(Diversity("conv1")(acts).detach().numpy(), expected, rtol=1e-5)
+
+
+def test_diversity_of_identical_images_is_minus_one(tiny: TargetModel) -> None:
+    images = torch.rand(1, 3, 8, 8).expand(4, 3, 8, 8)
+    values = Diversity("conv1")(tiny.activations(images, ["conv1"]))
+    np.testing.assert_allclose(values.numpy(), -1.0, rtol=1e-5)
+    assert Diversity("conv1")(tiny.activations(images[:1], ["conv1"])).tolist() == [0.0]
+
+
+def test_algebra_matches_arithmetic(batch) -> None:
+    acts, ref = batch
+    a, b, c = Channel("conv2", 0), Channel("conv1", 1), ClassLogit(0)
+    expected = a(acts) - 0.5 * b(acts) + 2 * c(acts)
+    combined = a - 0.5 * b + c * 2
+    torch.testing.assert_close(combined(acts), expected)
+    torch.testing.assert_close((-a)(acts), -a(acts))
+    torch.testing.assert_close((a / 4)(acts), a(acts) / 4)
+    assert combined.layers() == frozenset({"conv2", "conv1", LOGITS})
+    assert isinstance(combined, Sum) and len(combined.terms) == 3
+
+
+def test_algebra_rejects_nonsense() -> None:
+    with pytest.raises(TypeError):
+        Channel("conv1", 0) * Channel("conv1", 1)  # type: ignore[operator]
+    with pytest.raises(TypeError):
+        Channel("conv1", 0) + 1  # type: ignore[operator]
+    with pytest.raises(ValueError, match="finite"):
+        Channel("conv1", 0) * float("nan")
+    with pytest.raises(ZeroDivisionError):
+        Channel("conv1", 0) / 0
+
+
+def test_batch_targets(batch) -> None:
+    acts, ref = batch
+    values = per_batch([Channel("conv2", 0), Channel("conv2", 5), ClassLogit(3)])(acts).detach().numpy()
+    expected = [ref["conv2"][0, 0].mean(), ref["conv2"][1, 5].mean(), ref[LOGITS][2, 3]]
+    np.testing.assert_allclose(values, expected, rtol=1e-5)
+    with pytest.raises(ValueError, match="batch-wide"):
+        per_batch([Diversity("conv1")])
+    with pytest.raises(ValueError, match="batch element 7"):
+        Channel("conv2", 0, batch=7)(acts)
+
+
+@pytest.mark.parametrize(
+    "text,expected",
+    [
+        ("blocks.10:17", Channel("blocks.10", 17)),
+        ("channel:blocks.10:17#2", Channel("blocks.10", 17, 2)),
+        ("logit:130", ClassLogit(130)),
+        ("prob:3#1", ClassProbability(3, 1)),
+        ("neuron:blocks.10:17@7,6", Neuron("blocks.10", 17, 7, 6)),
+        ("neuron:head:3", Neuron("head", 3)),
+        ("layer:blocks.3", Layer("blocks.3")),
+        ("direction:conv2:1,-2.5,3e-1", Direction("conv2", (1.0, -2.5, 0.3))),
+        ("cosdir2:conv2:1,2", Direction("conv2", (1.0, 2.0), 2.0)),
+        ("diversity:blocks.8", Diversity("blocks.8")),
+        ("blocks.10:17 - 0.5*blocks.10:3", Sum((Channel("blocks.10", 17), Scaled(Scaled(Channel("blocks.10", 3), 0.5), -1.0)))),
+        ("-logit:1", Scaled(ClassLogit(1), -1.0)),
+        ("(logit:1 + logit:2) / 2", Scaled(Sum((ClassLogit(1), ClassLogit(2))), 0.5)),
+        ("conv1:0..2", Sum((Channel("conv1", 0, 0), Channel("conv1", 1, 1), Channel("conv1", 2, 2)))),
+        ("features.3/input:1", Channel("features.3/input", 1)),
+    ],
+)
+def test_parse(text: str, expected) -> None:
+    parsed = parse_objective(text)
+    assert parsed == expected
+    assert parse_objective(parsed.to_text()) == parsed
+
+
+def test_text_round_trip_of_built_objectives() -> None:
+    built = Channel("blocks.10", 17) - 0.5 * Channel("blocks.10", 3) + 100 * Diversity("blocks.10") - ClassLogit(9, 1)
+    assert parse_objective(built.to_text()) == built
+
+
+@pytest.mark.parametrize(
+    "text,column,fragment",
+    [
+        ("blocks.10", 1, "an objective such as"),
+        ("logit:x", 1, "'logit:CLASS[#BATCH]'"),
+        ("neuron:blocks.10@3", 1, "'neuron:LAYER:CHANNEL[@X,Y][#BATCH]'"),
+        ("blocks.10:17 +", 15, "an objective"),
+        ("(logit:1", 9, "')'"),
+        ("logit:1 logit:2", 9, "'+', '-' or the end"),
+        ("blocks.3:5..2", 1, "a range"),
+        ("logit:1 / 0", 11, "non-zero divisor"),
+        ("", 1, "an objective"),
+    ],
+)
+def test_parse_errors_name_the_problem(text: str, column: int, fragment: str) -> None:
+    with pytest.raises(ObjectiveSyntaxError) as info:
+        parse_objective(text)
+    assert f"column {column}" in str(info.value)
+    assert fragment in str(info.value)
+
+
+def test_validate_against_model() -> None:
+    layers = {"conv1": 4, "conv2": 6, LOGITS: 5}
+    validate_objective(Channel("conv2", 5) + ClassLogit(4), layers, num_classes=5, batch=1)
+    with pytest.raises(KeyError, match="unknown layer 'conv9'"):
+        validate_objective(Channel("conv9", 0), layers, 5, 1)
+    with pytest.raises(ValueError, match="channel 6 out of range for 'conv2'"):
+        validate_objective(Channel("conv2", 6), layers, 5, 1)
+    with pytest.raises(ValueError, match="class 5 out of range"):
+        validate_objective(ClassLogit(5), layers, 5, 1)
+    with pytest.raises(ValueError, match="needs 4 components"):
+        validate_objective(Direction("conv1", (1.0,)), layers, 5, 1)
+    with pytest.raises(ValueError, match="batch element 2"):
+        validate_objective(Channel("conv1", 0, batch=2), layers, 5, 2)
