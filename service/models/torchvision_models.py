@@ -20,16 +20,19 @@ def listed_layers(module: nn.Module, input_size: int) -> list[str]:
     Every module name stays usable in objectives; this is only the short list shown to clients.
     """
     order: list[str] = []
-    handles = []
-    for name, child in module.named_modules():
-        if name and name.count(".") <= 1:
-            handles.append(
-                child.register_forward_hook(
-                    lambda _m, _i, out, name=name: order.append(name)
-                    if isinstance(out, torch.Tensor) and out.dim() == 4 and name not in order
-                    else None
-                )
-            )
+
+    def record(name: str):
+        def hook(_module: nn.Module, _inputs: object, output: object) -> None:
+            if isinstance(output, torch.Tensor) and output.dim() == 4 and name not in order:
+                order.append(name)
+
+        return hook
+
+    handles = [
+        child.register_forward_hook(record(name))
+        for name, child in module.named_modules()
+        if name and name.count(".") <= 1
+    ]
     try:
         with torch.no_grad():
             module(torch.zeros(1, 3, input_size, input_size))
