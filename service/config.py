@@ -1,0 +1,65 @@
+"""Server settings: limits, workers, security and operations, with their defaults in one place.
+
+Every limit is enforced by ``service.validation`` (request fields) or ``service.jobs``
+(queue and workers); ``priorviz-server`` exposes each one as a command-line option.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one request may ask for; larger requests are refused with INVALID_ARGUMENT."""
+
+    max_image_size: int = 512
+    min_image_size: int = 32
+    max_steps: int = 2048
+    max_batch: int = 8
+    max_preview_steps: int = 16
+    """How many preview steps one request may ask for."""
+    max_compare_priors: int = 6
+    max_objective_nodes: int = 256
+    """Nodes of an objective tree (or terms of its text form), to bound parsing and evaluation."""
+    max_objective_depth: int = 32
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    host: str = "127.0.0.1"
+    port: int = 50051
+    """0 picks a free port (the bound port is reported by ``PriorvizServer.port``)."""
+    device: str | None = None
+    """Torch device for models and jobs; None: CUDA when present, else the CPU."""
+    workers: int = 1
+    """Jobs that run at the same time (concurrent-job limit)."""
+    max_queue: int = 16
+    """Jobs that may wait for a worker; one more is refused with RESOURCE_EXHAUSTED."""
+    torch_threads: int = 1
+    """Intra-op threads per process (``torch.set_num_threads``), set before any work."""
+    limits: Limits = Limits()
+    default_model: str | None = None
+    """Model loaded and warmed before SERVING; None: the registry's default."""
+    allow_checkpoints: bool = False
+    """Whether requests may name ``checkpoint:PATH`` models (files on the server's disk)."""
+    held_out_model: str = "efficientnet_lite1"
+    """Default model for the transferability metric when a request leaves it empty."""
+    token: str | None = None
+    """Bearer token every call must carry; None: no authentication."""
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    metrics_port: int | None = None
+    """Port of the Prometheus endpoint; None: no metrics endpoint."""
+    grace_seconds: float = 30.0
+    """On shutdown, how long in-flight jobs may run before they are cancelled."""
+    max_message_bytes: int = 64 * 1024 * 1024
+    keepalive_seconds: int = 30
+    """Interval of server keepalive pings, so idle long-running streams stay open through proxies."""
+    metric_transform_samples: int = 16
+    """Random transforms per image when measuring the objective's robustness."""
+
+    @property
+    def grpc_threads(self) -> int:
+        """Threads serving RPCs: every running or queued job holds one, plus room for quick calls."""
+        return self.workers + self.max_queue + 8

@@ -1,0 +1,386 @@
+"""The priorviz.v1 gRPC server: the Visualizer service, health, reflection, auth, TLS, metrics.
+
+Handlers validate on the gRPC thread, hand work to the ``JobQueue`` and relay its events;
+no torch work runs on gRPC threads except the cheap metadata calls. Readiness: the health
+service answers NOT_SERVING until the default model is loaded and a warm-up step ran, and
+again from the moment a graceful shutdown begins.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from concurrent import futures
+from dataclasses import replace
+
+import grpc
+import torch
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from service import metrics as result_metrics
+from service._proto.priorviz.v1 import priorviz_pb2 as pb
+from service._proto.priorviz.v1 import priorviz_pb2_grpc as pb_grpc
+from service.auth import BearerTokenInterceptor
+from service.config import Limits, ServerConfig
+from service.jobs import Job, JobCancelledError, JobQueue, QueueClosedError, QueueFullError, QueuePositionEvent
+from service.models.registry import ModelNotFoundError, default_model_name, get_model, list_models, resolve_device
+from service.models.target import TargetModel
+from service.objectives import ClassLogit
+from service.observability import ServiceMetrics, configure_json_logging
+from service.render import RenderCancelled, RenderConfig, render
+from service.runner import run_compare, run_visualize, set_worker_index
+from service.validation import NO_HELD_OUT, JobSpec, RequestError, compare_spec, known_priors, load_model, visualize_spec
+from service.wire import layer_to_proto, prior_to_proto
+
+SERVICE_NAME = "priorviz.v1.Visualizer"
+WARM_UP_SIZE = 64
+log = logging.getLogger("priorviz.server")
+
+
+class VisualizerServicer(pb_grpc.VisualizerServicer):
+    """The five RPCs of priorviz.v1."""
+
+    def __init__(self, server: PriorvizServer) -> None:
+        self._server = server
+        self._config = server.config
+
+    def ListModels(self, request: pb.ListModelsRequest, context: grpc.ServicerContext) -> pb.ListModelsResponse:
+        return pb.ListModelsResponse(
+            models=[
+                pb.ModelSummary(name=entry.name, description=entry.description, is_default=entry.name == self._server.default_model)
+                for entry in list_models()
+            ]
+        )
+
+    def DescribeModel(self, request: pb.DescribeModelRequest, context: grpc.ServicerContext) -> pb.DescribeModelResponse:
+        try:
+            model = load_model(self._server.load_model, request.model or self._server.default_model, "model")
+        except RequestError as error:
+            context.abort(error.code, str(error))
+        return pb.DescribeModelResponse(
+            name=model.name,
+            description=model.description,
+            input_size=model.input_size,
+            num_classes=model.num_classes,
+            class_names=[] if request.omit_class_names else list(model.class_names),
+            layers=[layer_to_proto(layer) for layer in model.layers],
+        )
+
+    def ListPriors(self, request: pb.ListPriorsRequest, context: grpc.ServicerContext) -> pb.ListPriorsResponse:
+        priors = [
+            prior_to_proto(info, available)
+            for info, available in known_priors().values()
+            if available or request.include_unavailable
+        ]
+        return pb.ListPriorsResponse(priors=priors, metric_descriptions=result_metrics.METRIC_DESCRIPTIONS)
+
+    def Visualize(self, request: pb.VisualizeRequest, context: grpc.ServicerContext) -> Iterator[pb.VisualizeEvent]:
+        return self._server.stream_job(
+            "Visualize", lambda: visualize_spec(request, *self._server.spec_context()), run_visualize, pb.VisualizeEvent, context
+        )
+
+    def Compare(self, request: pb.CompareRequest, context: grpc.ServicerContext) -> Iterator[pb.CompareEvent]:
+        return self._server.stream_job(
+            "Compare", lambda: compare_spec(request, *self._server.spec_context()), run_compare, pb.CompareEvent, context
+        )
+
+
+class PriorvizServer:
+    """One running service: gRPC server, job queue, health, metrics endpoint."""
+
+    def __init__(self, config: ServerConfig) -> None:
+        self.config = config
+        self.device = resolve_device(config.device)
+        self.default_model = config.default_model or default_model_name()
+        self.default_held_out = config.held_out_model
+        self.metrics = ServiceMetrics()
+        self.health = health.HealthServicer()
+        self.jobs = JobQueue(
+            config.workers,
+            config.max_queue,
+            on_finished=self._job_finished,
+            on_queue_length=self.metrics.queue_length.set,
+            worker_setup=self._worker_setup,
+        )
+        self.port = 0
+        self.metrics_port: int | None = None
+        self.ready = threading.Event()
+        self.startup_error: BaseException | None = None
+        self._shutting_down = threading.Event()
+        self._stopped = threading.Event()
+        self._grpc = self._build_grpc_server()
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def _build_grpc_server(self) -> grpc.Server:
+        config = self.config
+        options = [
+            ("grpc.max_send_message_length", config.max_message_bytes),
+            ("grpc.max_receive_message_length", config.max_message_bytes),
+            ("grpc.keepalive_time_ms", config.keepalive_seconds * 1000),
+            ("grpc.keepalive_timeout_ms", 20_000),
+            ("grpc.keepalive_permit_without_calls", 1),
+            ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
+            ("grpc.http2.max_pings_without_data", 0),
+            ("grpc.so_reuseport", 0),
+        ]
+        interceptors = [BearerTokenInterceptor(config.token)] if config.token else []
+        server = grpc.server(
+            futures.ThreadPoolExecutor(max_workers=config.grpc_threads, thread_name_prefix="priorviz-grpc"),
+            interceptors=interceptors,
+            options=options,
+            maximum_concurrent_rpcs=config.grpc_threads,
+        )
+        pb_grpc.add_VisualizerServicer_to_server(VisualizerServicer(self), server)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
+        names = (
+            pb.DESCRIPTOR.services_by_name["Visualizer"].full_name,
+            health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+            reflection.SERVICE_NAME,
+        )
+        reflection.enable_server_reflection(names, server)
+        address = f"{config.host}:{config.port}"
+        if config.tls_cert or config.tls_key:
+            if not (config.tls_cert and config.tls_key):
+                raise ValueError("TLS needs both a certificate and a key file")
+            with open(config.tls_key, "rb") as key, open(config.tls_cert, "rb") as cert:
+                credentials = grpc.ssl_server_credentials([(key.read(), cert.read())])
+            self.port = server.add_secure_port(address, credentials)
+        else:
+            self.port = server.add_insecure_port(address)
+        if self.port == 0:
+            raise OSError(f"could not bind {address}")
+        return server
+
+    def start(self, *, wait_ready: bool = False) -> PriorvizServer:
+        """Start serving; the warm-up runs in the background unless ``wait_ready``."""
+        torch.set_num_threads(self.config.torch_threads)
+        self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
+        if self.config.metrics_port is not None:
+            self.metrics_port = self.metrics.serve(self.config.host, self.config.metrics_port)
+        self._grpc.start()
+        log.info("listening", extra={"port": self.port, "device": str(self.device), "tls": bool(self.config.tls_cert)})
+        warm_up = threading.Thread(target=self._warm_up, name="priorviz-warm-up", daemon=True)
+        warm_up.start()
+        if wait_ready:
+            warm_up.join()
+            if self.startup_error is not None:
+                raise self.startup_error
+        return self
+
+    def _warm_up(self) -> None:
+        """Load the default (and held-out) model and run one optimization step, then go SERVING."""
+        started = time.perf_counter()
+        try:
+            model = self.load_model(self.default_model)
+            render(model, ClassLogit(0), "fourier", size=WARM_UP_SIZE, config=RenderConfig(steps=1))
+            if self.default_held_out != NO_HELD_OUT:
+                try:
+                    self.load_model(self.default_held_out)
+                except (ModelNotFoundError, RuntimeError) as error:
+                    log.warning("held-out model unavailable; transferability is off by default", extra={"error": str(error)})
+                    self.default_held_out = NO_HELD_OUT
+            self.jobs.start()
+        except BaseException as error:  # reported through health (never SERVING) and the log
+            self.startup_error = error
+            log.exception("warm-up failed; the server stays NOT_SERVING")
+            return
+        if self._shutting_down.is_set():
+            return
+        self._set_health(health_pb2.HealthCheckResponse.SERVING)
+        self.ready.set()
+        log.info("serving", extra={"model": self.default_model, "warm_up_seconds": round(time.perf_counter() - started, 3)})
+
+    def stop(self, grace_seconds: float | None = None) -> bool:
+        """Graceful shutdown: NOT_SERVING, no new jobs, accepted jobs finish within the grace or are cancelled."""
+        if self._shutting_down.is_set():
+            self._stopped.wait()
+            return True
+        grace = self.config.grace_seconds if grace_seconds is None else grace_seconds
+        self._shutting_down.set()
+        self.health.enter_graceful_shutdown()
+        log.info("shutting down", extra={"grace_seconds": grace, "queued": self.jobs.queue_length, "running": self.jobs.running_count})
+        finished = self.jobs.drain(grace)
+        self.jobs.stop(timeout=10.0)
+        self._grpc.stop(grace=1.0).wait()
+        self.metrics.close()
+        self._stopped.set()
+        log.info("stopped", extra={"all_jobs_finished": finished})
+        return finished
+
+    def wait_for_termination(self) -> None:
+        self._stopped.wait()
+
+    def _set_health(self, status: int) -> None:
+        self.health.set("", status)
+        self.health.set(SERVICE_NAME, status)
+
+    # -- jobs ------------------------------------------------------------------------------
+
+    def load_model(self, name: str) -> TargetModel:
+        if name.startswith("checkpoint:") and not self.config.allow_checkpoints:
+            raise ModelNotFoundError(f"model {name!r}: checkpoint models are disabled on this server")
+        return get_model(name, device=self.device)
+
+    def spec_context(self) -> tuple[Limits, Callable[[str], TargetModel], str, str]:
+        return self.config.limits, self.load_model, self.default_model, self.default_held_out
+
+    def _worker_setup(self, index: int) -> None:
+        torch.set_num_threads(self.config.torch_threads)
+        set_worker_index(index)
+
+    def stream_job(
+        self,
+        rpc: str,
+        make_spec: Callable[[], JobSpec],
+        runner: Callable[..., None],
+        event_type: type,
+        context: grpc.ServicerContext,
+    ) -> Iterator[object]:
+        """Validate, queue, then relay the job's events; ends with the job's status."""
+        try:
+            spec = make_spec()
+        except RequestError as error:
+            self.metrics.jobs.labels(rpc=rpc, outcome="invalid").inc()
+            log.info("request refused", extra={"rpc": rpc, "code": error.code.name, "error": str(error)})
+            context.abort(error.code, str(error))
+        job = Job(
+            lambda emit, should_stop: runner(
+                spec, emit, should_stop, self.metrics.step_seconds.observe, self.config.metric_transform_samples
+            ),
+            name=f"{rpc}:{uuid.uuid4().hex[:12]}",
+        )
+        if not context.add_callback(job.cancel):
+            return
+        try:
+            ahead = self.jobs.submit(job)
+        except QueueFullError as error:
+            self.metrics.jobs.labels(rpc=rpc, outcome="rejected").inc()
+            log.info("job refused: queue full", extra={"rpc": rpc, "job": job.name})
+            context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(error))
+        except QueueClosedError as error:
+            context.abort(grpc.StatusCode.UNAVAILABLE, str(error))
+        log.info(
+            "job accepted",
+            extra={"job": job.name, "objective": spec.objective.to_text()[:200], "priors": [p.name for p in spec.priors],
+                   "steps": spec.config.steps, "batch": spec.batch, "size": spec.size, "jobs_ahead": ahead},
+        )
+        yield event_type(queued=pb.QueuePosition(jobs_ahead=ahead))
+        for event in job.events():
+            if isinstance(event, QueuePositionEvent):
+                yield event_type(queued=pb.QueuePosition(jobs_ahead=event.jobs_ahead))
+            else:
+                yield event
+        error = job.error
+        if error is None:
+            return
+        if isinstance(error, RequestError):
+            context.abort(error.code, str(error))
+        if isinstance(error, RenderCancelled | JobCancelledError):
+            if self._shutting_down.is_set():
+                context.abort(grpc.StatusCode.UNAVAILABLE, "the server shut down before the job finished")
+            context.abort(grpc.StatusCode.CANCELLED, "the job was cancelled")
+        context.abort(grpc.StatusCode.INTERNAL, f"internal error in job {job.name}; the server log has the details")
+
+    def _job_finished(self, job: Job, error: BaseException | None) -> None:
+        rpc = job.name.split(":", 1)[0]
+        if error is None:
+            outcome = "succeeded"
+        elif isinstance(error, RequestError):
+            outcome = "invalid"
+        elif isinstance(error, RenderCancelled | JobCancelledError):
+            outcome = "cancelled"
+        else:
+            outcome = "failed"
+        self.metrics.jobs.labels(rpc=rpc, outcome=outcome).inc()
+        seconds = time.monotonic() - (job.started_at or job.submitted_at)
+        self.metrics.job_seconds.observe(seconds)
+        extra = {"job": job.name, "outcome": outcome, "seconds": round(seconds, 3)}
+        if job.started_at is not None:
+            extra["queue_seconds"] = round(job.started_at - job.submitted_at, 3)
+        if outcome == "failed":
+            log.error("job failed", extra=extra, exc_info=(type(error), error, error.__traceback__))
+        else:
+            log.info("job finished", extra=extra | ({"error": str(error)} if error else {}))
+
+
+def parse_args(argv: list[str] | None = None) -> ServerConfig:
+    defaults, limits = ServerConfig(), Limits()
+    parser = argparse.ArgumentParser(prog="priorviz-server", description="Serve priorviz.v1 over gRPC.")
+    parser.add_argument("--host", default="0.0.0.0", help="address to listen on (default 0.0.0.0)")
+    parser.add_argument("--port", type=int, default=defaults.port, help="gRPC port (default %(default)s; 0: any free port)")
+    parser.add_argument("--device", default=None, help="torch device (default: cuda when present, else cpu)")
+    parser.add_argument("--workers", type=int, default=defaults.workers, help="jobs run at once (default %(default)s)")
+    parser.add_argument("--max-queue", type=int, default=defaults.max_queue, help="jobs that may wait (default %(default)s)")
+    parser.add_argument("--torch-threads", type=int, default=defaults.torch_threads, help="torch intra-op threads (default %(default)s)")
+    parser.add_argument("--max-image-size", type=int, default=limits.max_image_size)
+    parser.add_argument("--max-steps", type=int, default=limits.max_steps)
+    parser.add_argument("--max-batch", type=int, default=limits.max_batch)
+    parser.add_argument("--max-preview-steps", type=int, default=limits.max_preview_steps)
+    parser.add_argument("--max-compare-priors", type=int, default=limits.max_compare_priors)
+    parser.add_argument("--default-model", default=None, help="model loaded and warmed before SERVING")
+    parser.add_argument("--held-out-model", default=defaults.held_out_model, help="transferability model ('none': off)")
+    parser.add_argument("--allow-checkpoints", action="store_true", help="let requests load checkpoint:PATH models")
+    parser.add_argument("--token", default=os.environ.get("PRIORVIZ_TOKEN"), help="bearer token required on every call (env PRIORVIZ_TOKEN)")
+    parser.add_argument("--tls-cert", default=None, help="PEM certificate chain; with --tls-key serves TLS")
+    parser.add_argument("--tls-key", default=None, help="PEM private key")
+    parser.add_argument("--metrics-port", type=int, default=None, help="Prometheus endpoint port (default: off)")
+    parser.add_argument("--grace-seconds", type=float, default=defaults.grace_seconds, help="shutdown grace (default %(default)s)")
+    parser.add_argument("--max-message-mb", type=int, default=defaults.max_message_bytes // 2**20)
+    parser.add_argument("--keepalive-seconds", type=int, default=defaults.keepalive_seconds)
+    parser.add_argument("--log-level", default="INFO")
+    args = parser.parse_args(argv)
+    for name in ("workers", "torch_threads", "max_image_size", "max_steps", "max_batch", "max_compare_priors", "keepalive_seconds", "max_message_mb"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be at least 1")
+    configure_json_logging(args.log_level)
+    return ServerConfig(
+        host=args.host,
+        port=args.port,
+        device=args.device,
+        workers=args.workers,
+        max_queue=args.max_queue,
+        torch_threads=args.torch_threads,
+        limits=replace(
+            limits,
+            max_image_size=args.max_image_size,
+            max_steps=args.max_steps,
+            max_batch=args.max_batch,
+            max_preview_steps=args.max_preview_steps,
+            max_compare_priors=args.max_compare_priors,
+        ),
+        default_model=args.default_model,
+        held_out_model=args.held_out_model,
+        allow_checkpoints=args.allow_checkpoints,
+        token=args.token or None,
+        tls_cert=args.tls_cert,
+        tls_key=args.tls_key,
+        metrics_port=args.metrics_port,
+        grace_seconds=args.grace_seconds,
+        max_message_bytes=args.max_message_mb * 2**20,
+        keepalive_seconds=args.keepalive_seconds,
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    config = parse_args(argv)
+    server = PriorvizServer(config).start()
+    stop_requested = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda _signum, _frame: stop_requested.set())
+    while not stop_requested.wait(timeout=1.0):
+        if server.startup_error is not None:
+            server.stop(grace_seconds=0)
+            raise SystemExit(1)
+    server.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,235 @@
+"""Request validation: a wire request becomes a checked ``JobSpec`` or a typed error naming the field.
+
+Everything a job could trip over is checked here, on the calling thread and before the job
+takes a queue slot: sizes against the configured limits, the objective against the model's
+layers, channels and classes, prior names and option names. Engine exceptions that still
+escape (a prior's builder rejecting an option value) are mapped by ``engine_error``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+import grpc
+
+from priors.base import PriorInfo, PriorKind, PriorNotFoundError, list_priors
+from service._proto.priorviz.v1 import priorviz_pb2 as pb
+from service.config import Limits
+from service.models.checkpoint import CheckpointError
+from service.models.registry import ModelNotFoundError, ModelWeightsUnavailableError
+from service.models.target import TargetModel, UnknownLayerError
+from service.objective_text import ObjectiveSyntaxError
+from service.objectives import Objective, validate_objective
+from service.render import RenderConfig
+from service.transforms import NO_TRANSFORMS, standard_transforms
+from service.wire import ObjectiveTooLargeError, objective_from_proto, objective_from_text, prior_options_from_wire
+
+NO_HELD_OUT = "none"
+
+
+class RequestError(Exception):
+    """A request the server refuses; ``code`` is the gRPC status, the message names the field."""
+
+    code = grpc.StatusCode.INVALID_ARGUMENT
+
+    def __init__(self, field: str, problem: str) -> None:
+        self.field = field
+        super().__init__(f"{field}: {problem}")
+
+
+class InvalidArgument(RequestError):
+    code = grpc.StatusCode.INVALID_ARGUMENT
+
+
+class NotFound(RequestError):
+    code = grpc.StatusCode.NOT_FOUND
+
+
+@dataclass(frozen=True)
+class PriorRun:
+    """One prior of a job, with its options already converted from text."""
+
+    name: str
+    kind: PriorKind
+    options: Mapping[str, object]
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """A checked request: everything a worker needs to run it."""
+
+    model: TargetModel
+    held_out: TargetModel | None
+    objective: Objective
+    batch: int
+    size: int
+    config: RenderConfig
+    priors: tuple[PriorRun, ...]
+
+    @property
+    def total_steps(self) -> int:
+        return self.config.steps * len(self.priors)
+
+
+ModelLoader = Callable[[str], TargetModel]
+
+
+def load_model(loader: ModelLoader, name: str, field: str) -> TargetModel:
+    """Resolve a model name; an unknown name or missing weights is NOT_FOUND."""
+    if len(name) > 512:
+        raise InvalidArgument(field, "model names are at most 512 characters")
+    try:
+        return loader(name)
+    except (ModelNotFoundError, ModelWeightsUnavailableError) as error:
+        raise NotFound(field, str(error)) from None
+    except CheckpointError as error:
+        raise InvalidArgument(field, str(error)) from None
+
+
+def check_settings(
+    settings: pb.RenderSettings,
+    limits: Limits,
+    loader: ModelLoader,
+    default_model: str,
+    default_held_out: str,
+) -> tuple[TargetModel, TargetModel | None, Objective, int, int, RenderConfig]:
+    """Check the settings shared by Visualize and Compare."""
+    batch = settings.batch or 1
+    if not 1 <= batch <= limits.max_batch:
+        raise InvalidArgument("settings.batch", f"must be within 1..{limits.max_batch}, got {settings.batch}")
+    steps = settings.steps or RenderConfig().steps
+    if not 1 <= steps <= limits.max_steps:
+        raise InvalidArgument("settings.steps", f"must be within 1..{limits.max_steps}, got {settings.steps}")
+    learning_rate = settings.learning_rate
+    if not math.isfinite(learning_rate) or learning_rate < 0 or learning_rate > 10:
+        raise InvalidArgument("settings.learning_rate", f"must be 0 (default) or within (0, 10], got {learning_rate}")
+    previews = list(settings.preview_steps)
+    if len(previews) > limits.max_preview_steps:
+        raise InvalidArgument("settings.preview_steps", f"at most {limits.max_preview_steps} steps, got {len(previews)}")
+    outside = sorted({step for step in previews if not 1 <= step <= steps})
+    if outside:
+        raise InvalidArgument("settings.preview_steps", f"steps {outside[:5]} are outside 1..{steps}")
+    if settings.transforms not in pb.TransformMode.values():
+        raise InvalidArgument("settings.transforms", f"unknown transform mode {settings.transforms}")
+
+    model = load_model(loader, settings.model or default_model, "settings.model")
+    size = settings.image_size or model.input_size
+    if not limits.min_image_size <= size <= limits.max_image_size:
+        raise InvalidArgument(
+            "settings.image_size",
+            f"must be within {limits.min_image_size}..{limits.max_image_size} (0: the model's {model.input_size}), "
+            f"got {settings.image_size}",
+        )
+    held_out_name = settings.held_out_model or default_held_out
+    held_out = None if held_out_name == NO_HELD_OUT else load_model(loader, held_out_name, "settings.held_out_model")
+    objective = check_objective(settings, model, batch, limits)
+    config = RenderConfig(
+        steps=steps,
+        learning_rate=learning_rate or None,
+        seed=settings.seed,
+        transforms=NO_TRANSFORMS if settings.transforms == pb.TRANSFORM_MODE_NONE else standard_transforms(),
+        snapshot_steps=tuple(sorted(set(previews))),
+    )
+    return model, held_out, objective, batch, size, config
+
+
+def check_objective(settings: pb.RenderSettings, model: TargetModel, batch: int, limits: Limits) -> Objective:
+    """Exactly one of the tree and the text form, parsed and checked against ``model``."""
+    has_tree = settings.HasField("objective")
+    has_text = bool(settings.objective_text)
+    if has_tree == has_text:
+        raise InvalidArgument("settings.objective", "give exactly one of objective and objective_text")
+    field = "settings.objective" if has_tree else "settings.objective_text"
+    try:
+        if has_tree:
+            objective = objective_from_proto(settings.objective, limits.max_objective_nodes, limits.max_objective_depth)
+        else:
+            objective = objective_from_text(settings.objective_text, limits.max_objective_nodes, limits.max_objective_depth)
+    except (ObjectiveSyntaxError, ObjectiveTooLargeError) as error:
+        raise InvalidArgument(field, str(error)) from None
+    except ValueError as error:
+        raise InvalidArgument(getattr(error, "field", field), str(error)) from None
+    for layer in sorted(objective.layers()):
+        try:
+            model.layer(layer)
+        except UnknownLayerError as error:
+            raise NotFound(field, str(error)) from None
+    channels = {layer.name: layer.channels for layer in model.layers}
+    try:
+        validate_objective(objective, channels, model.num_classes, batch)
+    except (ValueError, KeyError) as error:
+        raise InvalidArgument(field, str(error).strip("'\"")) from None
+    return objective
+
+
+def known_priors() -> dict[str, tuple[PriorInfo, bool]]:
+    """Every registered prior with whether it is available here."""
+    available = {info.name for info in list_priors()}
+    return {info.name: (info, info.name in available) for info in list_priors(only_available=False)}
+
+
+def check_prior(name: str, options: Mapping[str, str], field: str) -> PriorRun:
+    """A known, available prior with option names it accepts."""
+    priors = known_priors()
+    if name not in priors:
+        raise NotFound(field, str(PriorNotFoundError(f"unknown prior {name!r}; available: {', '.join(sorted(priors))}")))
+    info, available = priors[name]
+    if not available:
+        raise NotFound(field, f"prior {name!r} is registered but its model is not installed on this server")
+    unknown = sorted(set(options) - set(info.options))
+    if unknown:
+        raise InvalidArgument(
+            field.rsplit(".", 1)[0] + ".options" if field.endswith(".name") else "prior_options",
+            f"prior {name!r} does not take {unknown[:5]}; it takes {sorted(info.options)}",
+        )
+    return PriorRun(name, info.kind, prior_options_from_wire(options))
+
+
+def visualize_spec(
+    request: pb.VisualizeRequest, limits: Limits, loader: ModelLoader, default_model: str, default_held_out: str
+) -> JobSpec:
+    prior = check_prior(request.prior or "fourier", request.prior_options, "prior")
+    model, held_out, objective, batch, size, config = check_settings(
+        request.settings, limits, loader, default_model, default_held_out
+    )
+    return JobSpec(model, held_out, objective, batch, size, config, (prior,))
+
+
+def default_compare_priors() -> list[str]:
+    """"fourier" plus every available learned prior."""
+    return ["fourier"] + [name for name, (info, ok) in known_priors().items() if ok and info.kind == PriorKind.LEARNED]
+
+
+def compare_spec(
+    request: pb.CompareRequest, limits: Limits, loader: ModelLoader, default_model: str, default_held_out: str
+) -> JobSpec:
+    if len(request.priors) > limits.max_compare_priors:
+        raise InvalidArgument("priors", f"at most {limits.max_compare_priors} priors, got {len(request.priors)}")
+    if request.priors:
+        priors = [
+            check_prior(choice.name, choice.options, f"priors[{index}].name")
+            for index, choice in enumerate(request.priors)
+        ]
+    else:
+        priors = [check_prior(name, {}, "priors") for name in default_compare_priors()[: limits.max_compare_priors]]
+    model, held_out, objective, batch, size, config = check_settings(
+        request.settings, limits, loader, default_model, default_held_out
+    )
+    return JobSpec(model, held_out, objective, batch, size, config, tuple(priors))
+
+
+def engine_error(error: Exception, started: bool) -> RequestError | None:
+    """The request error behind an engine exception raised inside a job, or None for a server fault.
+
+    Before the first step, a ValueError or TypeError comes from building the prior with the
+    request's options (e.g. a decay power out of range): the request's fault.
+    """
+    if isinstance(error, PriorNotFoundError):
+        return NotFound("prior", str(error))
+    if isinstance(error, UnknownLayerError):
+        return NotFound("settings.objective", str(error))
+    if not started and isinstance(error, ValueError | TypeError):
+        return InvalidArgument("prior_options", str(error))
+    return None
