@@ -1,0 +1,122 @@
+"""Client for priorviz: the unconstrained ("cheating") and the prior-constrained ("natural")
+image of the same neuron, side by side, with measured differences.
+
+    from priorviz_client import Client, channel
+
+    with Client("localhost:50051") as client:
+        comparison = client.compare(channel("blocks.10", 17) - 0.5 * channel("blocks.10", 3), steps=128)
+        for result in comparison.results:
+            result.images[0].save(f"{result.prior}.png")
+"""
+
+from priorviz_client._async_client import AsyncClient, AsyncJob
+from priorviz_client._client import Client, Job
+from priorviz_client._connection import RetryPolicy
+from priorviz_client._contact_sheet import contact_sheet
+from priorviz_client._exceptions import (
+    CancelledError,
+    DeadlineExceededError,
+    FailedPreconditionError,
+    InternalError,
+    InvalidArgumentError,
+    NotFoundError,
+    ObjectiveError,
+    PermissionDeniedError,
+    PriorvizError,
+    ResourceExhaustedError,
+    RpcError,
+    UnauthenticatedError,
+    UnavailableError,
+    UnimplementedError,
+)
+from priorviz_client._objectives import (
+    Channel,
+    ClassLogit,
+    ClassProbability,
+    Direction,
+    Diversity,
+    Layer,
+    Neuron,
+    Objective,
+    Scaled,
+    Sum,
+    channel,
+    channels,
+    direction,
+    diversity,
+    layer,
+    logit,
+    neuron,
+    per_batch,
+    probability,
+)
+from priorviz_client._report import html_report
+from priorviz_client._requests import RenderOptions
+from priorviz_client._results import (
+    Comparison,
+    Event,
+    LayerInfo,
+    ModelInfo,
+    ModelSummary,
+    Preview,
+    PriorInfo,
+    PriorKind,
+    Progress,
+    Queued,
+    Visualization,
+)
+
+__all__ = [
+    "AsyncClient",
+    "AsyncJob",
+    "CancelledError",
+    "Channel",
+    "ClassLogit",
+    "ClassProbability",
+    "Client",
+    "Comparison",
+    "DeadlineExceededError",
+    "Direction",
+    "Diversity",
+    "Event",
+    "FailedPreconditionError",
+    "InternalError",
+    "InvalidArgumentError",
+    "Job",
+    "Layer",
+    "LayerInfo",
+    "ModelInfo",
+    "ModelSummary",
+    "Neuron",
+    "NotFoundError",
+    "Objective",
+    "ObjectiveError",
+    "PermissionDeniedError",
+    "Preview",
+    "PriorInfo",
+    "PriorKind",
+    "PriorvizError",
+    "Progress",
+    "Queued",
+    "RenderOptions",
+    "ResourceExhaustedError",
+    "RetryPolicy",
+    "RpcError",
+    "Scaled",
+    "Sum",
+    "UnauthenticatedError",
+    "UnavailableError",
+    "UnimplementedError",
+    "Visualization",
+    "channel",
+    "channels",
+    "contact_sheet",
+    "direction",
+    "diversity",
+    "html_report",
+    "layer",
+    "logit",
+    "neuron",
+    "per_batch",
+    "probability",
+]

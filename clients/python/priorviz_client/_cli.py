@@ -1,0 +1,275 @@
+"""The ``priorviz`` command: list what a server offers, visualize, and compare priors.
+
+    priorviz models
+    priorviz layers efficientnet_lite0
+    priorviz priors
+    priorviz health --wait 120
+    priorviz visualize blocks.10:17 --prior fourier --steps 256 --out out/ch17
+    priorviz compare logit:1 blocks.10:17 --steps 128 --size 128 --out out/report
+
+The server address comes from ``--target`` or $PRIORVIZ_TARGET, the token from ``--token``
+or $PRIORVIZ_TOKEN. Errors print one line and exit with status 1 (2 for usage errors).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from priorviz_client._artifacts import save_comparisons, save_results
+from priorviz_client._client import Client, Job
+from priorviz_client._connection import DEFAULT_TARGET, TARGET_ENV, TOKEN_ENV
+from priorviz_client._exceptions import PriorvizError
+from priorviz_client._metric_labels import format_metric, ordered_metrics
+from priorviz_client._progress import ProgressBar
+from priorviz_client._requests import RenderOptions
+from priorviz_client._results import Comparison, Progress, Visualization
+
+_CLASS_OBJECTIVE = re.compile(r"(?:logit|prob):(\d+)")
+
+
+def _key_value(text: str) -> tuple[str, str]:
+    key, separator, value = text.partition("=")
+    if not separator or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    return key, value
+
+
+def _steps_list(text: str) -> list[int]:
+    try:
+        return [int(step) for step in text.split(",") if step.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated step numbers, got {text!r}") from None
+
+
+def _add_render_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("render options (left out: the server's defaults)")
+    group.add_argument("--model", help="target model (default: the server's default model)")
+    group.add_argument("--steps", type=int, help="optimization steps (server default: 512 for Fourier)")
+    group.add_argument("--size", type=int, help="image side in pixels (default: the model's input size)")
+    group.add_argument("--batch", type=int, default=1, help="images per objective (default 1)")
+    group.add_argument("--seed", type=int, default=0, help="seed of every random draw (default 0)")
+    group.add_argument("--learning-rate", type=float, help="Adam learning rate (default: the prior's preferred)")
+    group.add_argument("--preview-steps", type=_steps_list, default=[], help="steps to stream previews at, e.g. 32,64")
+    group.add_argument("--no-transforms", action="store_true", help="optimize without random transforms")
+    group.add_argument("--held-out-model", help="model for the transferability metric; 'none' skips it")
+    group.add_argument("--deadline", type=float, help="seconds after which the server stops the job")
+    group.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="priorviz",
+        description="Feature visualizations from a priorviz server: the unconstrained and the prior-constrained "
+        "image of the same objective, side by side, with metrics.",
+    )
+    parser.add_argument("--target", help=f"server address (default: ${TARGET_ENV} or {DEFAULT_TARGET})")
+    parser.add_argument("--token", help=f"bearer token (default: ${TOKEN_ENV})")
+    parser.add_argument("--tls", action="store_true", help="connect with TLS (system roots unless --ca-cert)")
+    parser.add_argument("--ca-cert", type=Path, help="PEM file of the root certificates to trust (implies --tls)")
+    parser.add_argument("--server-name", help="TLS name to expect from the server (for certificates made for another name)")
+    parser.add_argument("--timeout", type=float, default=30.0, help="deadline in seconds for listing calls (default 30)")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    models = commands.add_parser("models", help="list the target models")
+    models.add_argument("--json", action="store_true", help="print JSON")
+
+    layers = commands.add_parser("layers", help="list a model's layers (channels, spatial size)")
+    layers.add_argument("model", nargs="?", help="model name (default: the server's default model)")
+    layers.add_argument("--json", action="store_true", help="print JSON")
+
+    priors = commands.add_parser("priors", help="list the priors (image parameterizations)")
+    priors.add_argument("--all", action="store_true", help="include priors whose model is not installed")
+    priors.add_argument("--json", action="store_true", help="print JSON")
+
+    health = commands.add_parser("health", help="print the server's health; exit 0 only when SERVING")
+    health.add_argument("--wait", type=float, default=0.0, metavar="SECONDS", help="wait up to SECONDS for SERVING")
+
+    visualize = commands.add_parser("visualize", help="visualize one objective under one prior")
+    visualize.add_argument("objective", help="objective text, e.g. blocks.10:17 or 'logit:1 - 0.5*logit:2'")
+    visualize.add_argument("--prior", default="fourier", help="prior name (default fourier)")
+    visualize.add_argument("--prior-option", type=_key_value, action="append", default=[], metavar="KEY=VALUE")
+    visualize.add_argument("--out", type=Path, required=True, help="folder for the PNGs and metrics.json")
+    _add_render_options(visualize)
+
+    compare = commands.add_parser(
+        "compare", help="each objective under the unconstrained and the learned priors: PNGs, contact sheet, JSON, HTML"
+    )
+    compare.add_argument("objectives", nargs="+", metavar="OBJECTIVE", help="one or more objective texts")
+    compare.add_argument(
+        "--prior", dest="priors", action="append", metavar="NAME",
+        help="a prior to compare (repeat; default: fourier and every available learned prior)",
+    )
+    compare.add_argument("--out", type=Path, required=True, help="folder for the results")
+    _add_render_options(compare)
+    return parser
+
+
+def _client(args: argparse.Namespace) -> Client:
+    return Client(
+        args.target,
+        token=args.token,
+        tls=args.tls,
+        root_certificates=args.ca_cert,
+        server_name=args.server_name,
+        timeout=args.timeout,
+    )
+
+
+def _render_options(args: argparse.Namespace) -> RenderOptions:
+    options: RenderOptions = {"batch": args.batch, "seed": args.seed, "transforms": not args.no_transforms}
+    for name in ("model", "steps", "size", "learning_rate", "held_out_model"):
+        value = getattr(args, name)
+        if value is not None:
+            options[name] = value  # type: ignore[literal-required]
+    if args.preview_steps:
+        options["preview_steps"] = args.preview_steps
+    return options
+
+
+def _progress_bar(args: argparse.Namespace, description: str) -> ProgressBar | None:
+    if args.no_progress:
+        return None
+    try:
+        return ProgressBar(description)
+    except ImportError:
+        return None
+
+
+def _run(job: Job[Any], bar: ProgressBar | None) -> Any:
+    """Drains a job; Ctrl-C leaves the ``with`` block, which cancels the call on the server."""
+    with job:
+        try:
+            for event in job:
+                if bar is not None:
+                    bar.update(event)
+                elif isinstance(event, Progress) and event.step == event.total_steps:
+                    print(f"  {event.prior}: {event.total_steps} steps done", file=sys.stderr)
+        finally:
+            if bar is not None:
+                bar.close()
+        return job.result()
+
+
+def _print_table(rows: Sequence[Sequence[object]], header: Sequence[str]) -> None:
+    cells = [[str(value) for value in row] for row in [header, *rows]]
+    widths = [max(len(row[column]) for row in cells) for column in range(len(header))]
+    for row in cells:
+        print("  ".join(value.ljust(width) for value, width in zip(row, widths, strict=True)).rstrip())
+
+
+def _summary(result: Visualization) -> str:
+    first = ordered_metrics(result.metrics[0]) if result.metrics else []
+    numbers = ", ".join(f"{label} {format_metric(value)}" for _, label, value in first[:4])
+    return f"{result.prior} ({result.prior_kind.value}): {numbers}"
+
+
+def _titles(client: Client, comparisons: Sequence[Comparison], model: str | None) -> list[str]:
+    """Objective texts, with the class name for a single class objective (``logit:1 (goldfish)``)."""
+    class_names: tuple[str, ...] = ()
+    if any(_CLASS_OBJECTIVE.fullmatch(c.objective) for c in comparisons):
+        class_names = client.describe_model(model).class_names
+    titles = []
+    for comparison in comparisons:
+        match = _CLASS_OBJECTIVE.fullmatch(comparison.objective)
+        index = int(match.group(1)) if match else -1
+        name = f" ({class_names[index]})" if 0 <= index < len(class_names) else ""
+        titles.append(f"{comparison.objective}{name}  on {comparison.model}")
+    return titles
+
+
+def _command(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        if args.command == "models":
+            models = client.models()
+            if args.json:
+                print(json.dumps([vars(model) for model in models], indent=2))
+            else:
+                _print_table([(m.name, "yes" if m.is_default else "", m.description) for m in models], ("MODEL", "DEFAULT", "DESCRIPTION"))
+            return 0
+        if args.command == "layers":
+            info = client.describe_model(args.model, class_names=False)
+            if args.json:
+                print(json.dumps({"model": info.name, "input_size": info.input_size, "layers": [vars(layer) for layer in info.layers]}, indent=2))
+            else:
+                print(f"{info.name}: input {info.input_size}x{info.input_size}, {info.num_classes} classes")
+                _print_table([(l.name, l.channels, f"{l.height}x{l.width}") for l in info.layers], ("LAYER", "CHANNELS", "SIZE"))
+            return 0
+        if args.command == "priors":
+            priors = client.priors(include_unavailable=args.all)
+            if args.json:
+                print(json.dumps([{**vars(p), "kind": p.kind.value, "options": dict(p.options)} for p in priors], indent=2))
+            else:
+                rows = [
+                    (p.name, p.kind.value, p.output_size or "any", "yes" if p.available else "no", p.licence or "-")
+                    for p in priors
+                ]
+                _print_table(rows, ("PRIOR", "KIND", "SIZE", "AVAILABLE", "LICENCE"))
+            return 0
+        if args.command == "health":
+            if args.wait > 0:
+                client.wait_until_serving(timeout=args.wait)
+            status = client.health()
+            print(status)
+            return 0 if status == "SERVING" else 1
+        if args.command == "visualize":
+            bar = _progress_bar(args, "")
+            job = client.visualize_stream(
+                args.objective, prior=args.prior, prior_options=dict(args.prior_option), timeout=args.deadline,
+                **_render_options(args),
+            )
+            result = _run(job, bar)
+            files = save_results(args.out, [result], settings=_settings(args, client))
+            print(_summary(result))
+            print(f"wrote {len(files.images)} images and {files.metrics}")
+            return 0
+        return _compare(client, args)
+
+
+def _settings(args: argparse.Namespace, client: Client) -> dict[str, object]:
+    settings: dict[str, object] = {"server": client.connection.target}
+    settings.update({key: value for key, value in _render_options(args).items()})
+    return settings
+
+
+def _compare(client: Client, args: argparse.Namespace) -> int:
+    comparisons = []
+    for number, objective in enumerate(args.objectives, start=1):
+        print(f"[{number}/{len(args.objectives)}] {objective}", file=sys.stderr)
+        bar = _progress_bar(args, f"[{number}/{len(args.objectives)}]")
+        job = client.compare_stream(objective, priors=args.priors, timeout=args.deadline, **_render_options(args))
+        comparison = _run(job, bar)
+        for result in comparison.results:
+            print(f"  {_summary(result)}", file=sys.stderr)
+        comparisons.append(comparison)
+    files = save_comparisons(
+        args.out,
+        comparisons,
+        titles=_titles(client, comparisons, args.model),
+        metric_descriptions=client.metric_descriptions(),
+        priors=client.priors(include_unavailable=True),
+        settings=_settings(args, client),
+    )
+    print(f"wrote {len(files.images)} images, {files.contact_sheet}, {files.metrics} and {files.report}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return _command(args)
+    except PriorvizError as error:
+        print(f"priorviz: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("priorviz: interrupted (the job was cancelled)", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,87 @@
+"""Request building shared by Client and AsyncClient: one place for the render options."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TypedDict
+
+from priorviz_client._convert import objective_to_proto
+from priorviz_client._objectives import Objective, ObjectiveError
+from priorviz_client._proto.priorviz.v1 import priorviz_pb2 as pb
+
+Priors = Iterable[str] | Mapping[str, Mapping[str, object]]
+"""Prior names in order, or names mapped to their options (``{"gan_face": {"latent_clip": 2}}``)."""
+
+
+class RenderOptions(TypedDict, total=False):
+    """Options of a visualization; anything left out is the server's default."""
+
+    model: str
+    """Target model; the server's default model when left out."""
+    batch: int
+    """Images optimized together (default 1)."""
+    size: int
+    """Side of the square images in pixels (default: the model's input size)."""
+    steps: int
+    """Optimization steps (default: the server's, 512 for Fourier)."""
+    learning_rate: float
+    """Adam's learning rate (default: the prior's preferred rate, else 0.05)."""
+    seed: int
+    """Seed of every random draw; equal seeds give equal images on one server machine (default 0)."""
+    preview_steps: Sequence[int]
+    """Steps after which preview images are streamed."""
+    transforms: bool
+    """Random pad/jitter/scale/rotate at every step (default True)."""
+    held_out_model: str
+    """Model measuring transferability; "none" skips that metric (default: the server's)."""
+
+
+def render_settings(objective: Objective | str, options: RenderOptions) -> pb.RenderSettings:
+    unknown = set(options) - set(RenderOptions.__annotations__)
+    if unknown:
+        raise TypeError(f"unknown render options {sorted(unknown)}; known: {sorted(RenderOptions.__annotations__)}")
+    settings = pb.RenderSettings(
+        model=options.get("model") or "",
+        batch=options.get("batch", 1),
+        image_size=options.get("size") or 0,
+        steps=options.get("steps") or 0,
+        learning_rate=options.get("learning_rate") or 0.0,
+        seed=options.get("seed", 0),
+        preview_steps=list(options.get("preview_steps", ())),
+        transforms=pb.TRANSFORM_MODE_STANDARD if options.get("transforms", True) else pb.TRANSFORM_MODE_NONE,
+        held_out_model=options.get("held_out_model") or "",
+    )
+    if isinstance(objective, Objective):
+        settings.objective.CopyFrom(objective_to_proto(objective))
+    elif isinstance(objective, str) and objective.strip():
+        settings.objective_text = objective.strip()
+    else:
+        raise ObjectiveError(f"expected an Objective or its text form, got {objective!r}")
+    return settings
+
+
+def visualize_request(
+    objective: Objective | str, prior: str, prior_options: Mapping[str, object] | None, options: RenderOptions
+) -> pb.VisualizeRequest:
+    return pb.VisualizeRequest(
+        settings=render_settings(objective, options), prior=prior, prior_options=_text_options(prior_options)
+    )
+
+
+def compare_request(objective: Objective | str, priors: Priors | None, options: RenderOptions) -> pb.CompareRequest:
+    return pb.CompareRequest(settings=render_settings(objective, options), priors=_prior_choices(priors))
+
+
+def _prior_choices(priors: Priors | None) -> list[pb.PriorChoice]:
+    if priors is None:
+        return []
+    if isinstance(priors, str):
+        priors = [priors]
+    if isinstance(priors, Mapping):
+        return [pb.PriorChoice(name=name, options=_text_options(options)) for name, options in priors.items()]
+    return [pb.PriorChoice(name=name) for name in priors]
+
+
+def _text_options(options: Mapping[str, object] | None) -> dict[str, str]:
+    """The wire carries options as text; the server parses each by the prior's declared type."""
+    return {str(key): str(value) for key, value in (options or {}).items()}

@@ -1,0 +1,166 @@
+"""What the client returns: frozen, typed records holding PIL images, traces and metrics.
+
+They are plain data, decoupled from the generated protobuf classes, so that user code,
+the contact sheet and the report never touch the wire format.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+from PIL import Image
+
+
+class PriorKind(enum.Enum):
+    """Whether a prior lets the optimizer cheat or keeps images to what a learned model draws."""
+
+    UNSPECIFIED = "unspecified"
+    UNCONSTRAINED = "unconstrained"
+    LEARNED = "learned"
+
+
+def frozen_mapping(values: Mapping[str, float] | Mapping[str, str] | None = None) -> Mapping:
+    """A read-only copy, sorted by key, so a frozen record cannot be changed through it."""
+    return MappingProxyType(dict(sorted((values or {}).items())))
+
+
+@dataclass(frozen=True)
+class ModelSummary:
+    name: str
+    description: str
+    is_default: bool
+
+
+@dataclass(frozen=True)
+class LayerInfo:
+    """A layer objectives can name, with the shape of its output at the model's input size."""
+
+    name: str
+    channels: int
+    height: int
+    width: int
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    name: str
+    description: str
+    input_size: int
+    num_classes: int
+    class_names: tuple[str, ...]
+    """Empty when the caller asked to omit them."""
+    layers: tuple[LayerInfo, ...]
+
+    def layer(self, name: str) -> LayerInfo:
+        """The layer called ``name``; KeyError listing the valid names otherwise."""
+        for info in self.layers:
+            if info.name == name:
+                return info
+        raise KeyError(f"{self.name} has no layer {name!r}; it has {', '.join(info.name for info in self.layers)}")
+
+
+@dataclass(frozen=True)
+class PriorInfo:
+    name: str
+    kind: PriorKind
+    description: str
+    output_size: int | None
+    """Native side in pixels, or None when the prior draws at any size."""
+    latent_shape: tuple[int, ...]
+    licence: str
+    options: Mapping[str, str]
+    available: bool
+
+
+@dataclass(frozen=True)
+class Queued:
+    """The job waits behind ``jobs_ahead`` others."""
+
+    jobs_ahead: int
+
+
+@dataclass(frozen=True)
+class Progress:
+    """One optimization step done; in a comparison, of prior ``prior_index`` of ``prior_count``."""
+
+    prior: str
+    step: int
+    total_steps: int
+    objective_values: tuple[float, ...]
+    prior_index: int = 0
+    prior_count: int = 1
+
+
+@dataclass(frozen=True)
+class Preview:
+    """The images after ``step``, at a step the request asked to preview."""
+
+    prior: str
+    step: int
+    images: tuple[Image.Image, ...]
+
+
+Event = Queued | Progress | Preview
+
+
+@dataclass(frozen=True)
+class Visualization:
+    """The images one prior produced for one objective, with their trace and metrics."""
+
+    prior: str
+    prior_kind: PriorKind
+    model: str
+    objective: str
+    """The objective's text form as the server parsed it."""
+    images: tuple[Image.Image, ...]
+    objective_values: tuple[float, ...]
+    """Per image, on the final images without transforms."""
+    traces: tuple[tuple[float, ...], ...]
+    """Per image, the objective at every step (under transforms)."""
+    metrics: tuple[Mapping[str, float], ...]
+    """Per image; missing keys mean "not applicable"."""
+    batch_metrics: Mapping[str, float]
+    steps: int
+    seed: int
+    render_seconds: float
+    metrics_seconds: float
+    previews: Mapping[int, tuple[Image.Image, ...]] = field(default_factory=frozen_mapping)
+    """Step -> images, for the steps the request asked to preview."""
+
+    @property
+    def is_unconstrained(self) -> bool:
+        return self.prior_kind is PriorKind.UNCONSTRAINED
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """The same objective under several priors with the same seed, in request order."""
+
+    results: tuple[Visualization, ...]
+
+    @property
+    def model(self) -> str:
+        return self.results[0].model
+
+    @property
+    def objective(self) -> str:
+        return self.results[0].objective
+
+    @property
+    def unconstrained(self) -> tuple[Visualization, ...]:
+        """The "cheating" images: Fourier or pixel space."""
+        return tuple(result for result in self.results if result.is_unconstrained)
+
+    @property
+    def learned(self) -> tuple[Visualization, ...]:
+        """The prior-constrained, "natural" images."""
+        return tuple(result for result in self.results if result.prior_kind is PriorKind.LEARNED)
+
+    def __getitem__(self, prior: str) -> Visualization:
+        for result in self.results:
+            if result.prior == prior:
+                return result
+        raise KeyError(f"no result for prior {prior!r}; the comparison has {[r.prior for r in self.results]}")
