@@ -233,7 +233,6 @@ class PriorvizServer:
         return self.config.limits, self.load_model, self.default_model, self.default_held_out
 
     def _worker_setup(self, index: int) -> None:
-        torch.set_num_threads(self.config.torch_threads)
         set_worker_index(index)
 
     def stream_job(
@@ -251,12 +250,13 @@ class PriorvizServer:
             self.metrics.jobs.labels(rpc=rpc, outcome="invalid").inc()
             log.info("request refused", extra={"rpc": rpc, "code": error.code.name, "error": str(error)})
             context.abort(error.code, str(error))
-        job = Job(
-            lambda emit, should_stop: runner(
-                spec, emit, should_stop, self.metrics.step_seconds.observe, self.config.metric_transform_samples
-            ),
-            name=f"{rpc}:{uuid.uuid4().hex[:12]}",
-        )
+        def work(emit: Callable[[object], None], should_stop: Callable[[], bool]) -> None:
+            # The thread count is process-wide and anything in the process may change it;
+            # set it for every job so a job never runs oversubscribed.
+            torch.set_num_threads(self.config.torch_threads)
+            runner(spec, emit, should_stop, self.metrics.step_seconds.observe, self.config.metric_transform_samples)
+
+        job = Job(work, name=f"{rpc}:{uuid.uuid4().hex[:12]}")
         if not context.add_callback(job.cancel):
             return
         try:

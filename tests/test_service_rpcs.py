@@ -1,0 +1,156 @@
+"""Every RPC of priorviz.v1 against a real server on a loopback port, plus health and reflection."""
+
+from __future__ import annotations
+
+import io
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+from PIL import Image
+from service_fixtures import SMALL, result_of, running_server, server_config, settings, stub_for, visualize
+
+from priors.base import PriorKind, list_priors
+from service import healthcheck
+from service._proto.priorviz.v1 import priorviz_pb2 as pb
+from service.metrics import METRIC_DESCRIPTIONS
+
+
+@pytest.fixture(scope="module")
+def server():
+    with running_server(server_config(held_out_model="efficientnet_lite1")) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def stub(server):
+    with stub_for(server) as client:
+        yield client
+
+
+def test_list_models_marks_the_default(stub) -> None:
+    models = stub.ListModels(pb.ListModelsRequest()).models
+    names = [model.name for model in models]
+    assert names[0] == "efficientnet_lite0" and models[0].is_default
+    assert "efficientnet_lite1" in names
+    assert sum(model.is_default for model in models) == 1
+
+
+def test_describe_model_lists_layers_and_classes(stub) -> None:
+    described = stub.DescribeModel(pb.DescribeModelRequest(model="efficientnet_lite0"))
+    assert described.input_size == 224 and described.num_classes == 1000
+    assert len(described.class_names) == 1000 and described.class_names[1] == "goldfish"
+    layers = {layer.name: layer for layer in described.layers}
+    assert (layers["blocks.10"].channels, layers["blocks.10"].height, layers["blocks.10"].width) == (112, 14, 14)
+    assert (layers["logits"].channels, layers["logits"].height) == (1000, 1)
+    short = stub.DescribeModel(pb.DescribeModelRequest(omit_class_names=True))
+    assert short.name == "efficientnet_lite0" and not short.class_names and len(short.layers) == len(described.layers)
+
+
+def test_list_priors_matches_the_registry(stub) -> None:
+    response = stub.ListPriors(pb.ListPriorsRequest())
+    listed = {prior.name: prior for prior in response.priors}
+    assert set(listed) == {info.name for info in list_priors()}
+    assert listed["fourier"].kind == pb.PRIOR_KIND_UNCONSTRAINED and "decay_power" in listed["fourier"].options
+    for info in list_priors():
+        expected = pb.PRIOR_KIND_LEARNED if info.kind == PriorKind.LEARNED else pb.PRIOR_KIND_UNCONSTRAINED
+        assert listed[info.name].kind == expected and listed[info.name].available
+    assert dict(response.metric_descriptions) == METRIC_DESCRIPTIONS
+
+
+def test_visualize_streams_queue_progress_previews_then_one_result(stub) -> None:
+    request = visualize("blocks.5:3", steps=6, preview_steps=[2, 6], batch=2)
+    events = list(stub.Visualize(request))
+    kinds = [event.WhichOneof("event") for event in events]
+    assert kinds[0] == "queued" and kinds[-1] == "result" and kinds.count("result") == 1
+    steps = [event.progress.step for event in events if event.WhichOneof("event") == "progress"]
+    assert steps == [1, 2, 3, 4, 5, 6]
+    assert all(len(event.progress.objective_values) == 2 for event in events if event.WhichOneof("event") == "progress")
+    previews = [event.preview for event in events if event.WhichOneof("event") == "preview"]
+    assert [preview.step for preview in previews] == [2, 6] and all(len(p.images) == 2 for p in previews)
+    result = events[-1].result
+    assert result.prior == "fourier" and result.prior_kind == pb.PRIOR_KIND_UNCONSTRAINED
+    assert result.model == "efficientnet_lite0" and result.objective_text == "blocks.5:3" and result.steps == 6
+    assert len(result.images) == 2 and len(result.traces) == 2 and all(len(trace.values) == 6 for trace in result.traces)
+    for image in result.images:
+        decoded = Image.open(io.BytesIO(image.png))
+        assert decoded.format == "PNG" and decoded.size == (SMALL, SMALL) and decoded.mode == "RGB"
+    assert len(result.image_metrics) == 2
+    assert {"objective", "objective_transformed", "total_variation"} <= set(result.image_metrics[0].values)
+    assert result.image_metrics[0].values["objective"] == pytest.approx(result.objective_values[0], rel=1e-3, abs=1e-3)
+    assert "diversity" in result.batch_metrics
+    assert result.render_seconds > 0 and result.metrics_seconds > 0
+
+
+def test_visualize_takes_the_objective_as_a_tree(stub) -> None:
+    objective = pb.Objective(
+        sum=pb.SumObjective(
+            terms=[
+                pb.Objective(class_logit=pb.ClassLogitObjective(index=130)),
+                pb.Objective(scaled=pb.ScaledObjective(objective=pb.Objective(channel=pb.ChannelObjective(layer="blocks.3", channel=1)), weight=-0.5)),
+            ]
+        )
+    )
+    request = pb.VisualizeRequest(settings=pb.RenderSettings(objective=objective, steps=2, image_size=SMALL, held_out_model="efficientnet_lite1"))
+    result = result_of(stub.Visualize(request))
+    assert result.objective_text == "logit:130 - 0.5*blocks.3:1"
+    assert 0.0 <= result.image_metrics[0].values["held_out_probability"] <= 1.0
+
+
+def test_same_seed_same_images_other_seed_other_images(stub) -> None:
+    def png(seed: int) -> bytes:
+        return result_of(stub.Visualize(visualize("blocks.5:3", steps=3, seed=seed))).images[0].png
+
+    first = png(7)
+    assert png(7) == first
+    assert png(8) != first
+
+
+def test_transforms_off_changes_the_run(stub) -> None:
+    with_transforms = result_of(stub.Visualize(visualize("blocks.5:3", steps=3, seed=1)))
+    without = result_of(stub.Visualize(visualize("blocks.5:3", steps=3, seed=1, transforms=pb.TRANSFORM_MODE_NONE)))
+    assert with_transforms.images[0].png != without.images[0].png
+
+
+def test_compare_defaults_to_fourier_and_every_learned_prior(stub) -> None:
+    events = list(stub.Compare(pb.CompareRequest(settings=settings("logit:1", steps=2, preview_steps=[1]))))
+    expected = ["fourier"] + [info.name for info in list_priors() if info.kind == PriorKind.LEARNED]
+    result = events[-1].result
+    assert [item.prior for item in result.results] == expected
+    tagged = [(event.progress.prior, event.progress.prior_index, event.progress.progress.step)
+              for event in events if event.WhichOneof("event") == "progress"]
+    assert tagged == [(name, index, step) for index, name in enumerate(expected) for step in (1, 2)]
+    assert all(event.progress.prior_count == len(expected) for event in events if event.WhichOneof("event") == "progress")
+    assert [event.preview.prior for event in events if event.WhichOneof("event") == "preview"] == expected
+    assert all(item.seed == 0 and len(item.images) == 1 and item.image_metrics for item in result.results)
+
+
+def test_compare_runs_the_requested_priors_in_order_with_the_same_seed(stub) -> None:
+    priors = [pb.PriorChoice(name="pixel"), pb.PriorChoice(name="fourier", options={"decay_power": "1.5"})]
+    request = pb.CompareRequest(settings=settings("blocks.5:3", steps=2, seed=11), priors=priors)
+    result = result_of(stub.Compare(request))
+    assert [item.prior for item in result.results] == ["pixel", "fourier"]
+    alone = result_of(stub.Visualize(pb.VisualizeRequest(settings=settings("blocks.5:3", steps=2, seed=11), prior="pixel")))
+    assert result.results[0].images[0].png == alone.images[0].png
+
+
+def test_health_serves_the_whole_server_and_the_service(server) -> None:
+    with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+        health = health_pb2_grpc.HealthStub(channel)
+        for name in ("", "priorviz.v1.Visualizer"):
+            status = health.Check(health_pb2.HealthCheckRequest(service=name)).status
+            assert status == health_pb2.HealthCheckResponse.SERVING
+    assert healthcheck.main(["--address", f"127.0.0.1:{server.port}"]) == 0
+
+
+def test_reflection_lists_the_services(server) -> None:
+    with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+        reflection = reflection_pb2_grpc.ServerReflectionStub(channel)
+        responses = reflection.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")]))
+        names = {service.name for response in responses for service in response.list_services_response.service}
+    assert {"priorviz.v1.Visualizer", "grpc.health.v1.Health"} <= names
+
+
+def test_healthcheck_reports_a_server_that_is_not_there() -> None:
+    assert healthcheck.main(["--address", "127.0.0.1:1", "--timeout", "0.5"]) == 1
