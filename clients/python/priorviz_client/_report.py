@@ -119,6 +119,18 @@ def _section(comparison: Comparison, title: str) -> str:
     )
 
 
+def _lead() -> str:
+    unconstrained = _rgb(KIND_COLOURS[PriorKind.UNCONSTRAINED])
+    learned = _rgb(KIND_COLOURS[PriorKind.LEARNED])
+    return (
+        f'<p class="lead">For each objective, the <b style="color:{unconstrained}">unconstrained</b> image was'
+        " optimized freely in Fourier or pixel space, where the optimizer may find patterns that drive the network"
+        f' without looking like anything; the <b style="color:{learned}">learned-prior</b> images were optimized in'
+        " the latent space of a generator, so they can only be what it can draw. The numbers below each image say"
+        " how they differ.</p>"
+    )
+
+
 def html_report(
     comparisons: Comparison | Sequence[Comparison],
     *,
@@ -156,13 +168,8 @@ def html_report(
         '<html lang="en"><head><meta charset="utf-8">'
         f"<title>{html.escape(heading)}</title><style>{_STYLE}</style></head><body>"
         f"<h1>{html.escape(heading)}</h1>"
-        '<p class="lead">For each objective, the <b style="color:%s">unconstrained</b> image was optimized freely in'
-        " Fourier or pixel space, where the optimizer may find patterns that drive the network without looking like"
-        ' anything; the <b style="color:%s">learned-prior</b> images were optimized in the latent space of a'
-        " generator, so they can only be what it can draw. The numbers below each image say how they differ."
-        % (_rgb(KIND_COLOURS[PriorKind.UNCONSTRAINED]), _rgb(KIND_COLOURS[PriorKind.LEARNED]))
-        + "</p>"
-        f'<table class="settings">{settings_rows}<tr><td>created</td><td>{created}</td></tr></table>'
+        + _lead()
+        + f'<table class="settings">{settings_rows}<tr><td>created</td><td>{created}</td></tr></table>'
         f"{licences}"
         + "".join(_section(comparison, title) for comparison, title in zip(comparisons, titles, strict=True))
         + (f'<h2>Metrics</h2><dl class="glossary">{glossary}</dl>' if glossary else "")

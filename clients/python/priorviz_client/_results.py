@@ -7,9 +7,9 @@ the contact sheet and the report never touch the wire format.
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from types import MappingProxyType
+from typing import TypeVar
 
 from PIL import Image
 
@@ -22,9 +22,39 @@ class PriorKind(enum.Enum):
     LEARNED = "learned"
 
 
-def frozen_mapping(values: Mapping[str, float] | Mapping[str, str] | None = None) -> Mapping:
-    """A read-only copy, sorted by key, so a frozen record cannot be changed through it."""
-    return MappingProxyType(dict(sorted((values or {}).items())))
+K = TypeVar("K", str, int)
+V = TypeVar("V")
+
+
+class FrozenMap(Mapping[K, V]):
+    """A read-only mapping, sorted by key, so a frozen record cannot be changed through it (and still pickles)."""
+
+    __slots__ = ("_items",)
+
+    def __init__(self, values: Mapping[K, V] | None = None) -> None:
+        self._items: dict[K, V] = dict(sorted((values or {}).items()))
+
+    def __getitem__(self, key: K) -> V:
+        return self._items[key]
+
+    def __iter__(self) -> Iterator[K]:
+        return iter(self._items)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __repr__(self) -> str:
+        return f"FrozenMap({self._items!r})"
+
+    def __getstate__(self) -> dict[K, V]:
+        return self._items
+
+    def __setstate__(self, state: dict[K, V]) -> None:
+        self._items = state
+
+
+def frozen_mapping(values: Mapping[K, V] | None = None) -> FrozenMap[K, V]:
+    return FrozenMap(values)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,214 @@
+"""The synchronous client against a real server on loopback: listings, results, events, errors, cancel."""
+
+from __future__ import annotations
+
+import pickle
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from client_server import SIDE, free_port, loopback_config, serving
+from priorviz_client import (
+    CancelledError,
+    Client,
+    Comparison,
+    DeadlineExceededError,
+    InvalidArgumentError,
+    NotFoundError,
+    Preview,
+    PriorKind,
+    Progress,
+    Queued,
+    ResourceExhaustedError,
+    RetryPolicy,
+    UnauthenticatedError,
+    UnavailableError,
+    channel,
+    logit,
+)
+from service.server import PriorvizServer
+
+LONG = 2000
+"""Steps of a job that would run for minutes: it only ends early if cancellation works."""
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[PriorvizServer]:
+    with serving() as running:
+        yield running
+
+
+@pytest.fixture()
+def client(server: PriorvizServer) -> Iterator[Client]:
+    with Client(f"127.0.0.1:{server.port}", timeout=30) as connected:
+        yield connected
+
+
+def test_listings_describe_the_embedded_defaults(client: Client) -> None:
+    assert client.health() == "SERVING"
+    models = client.models()
+    assert [model.name for model in models if model.is_default] == ["efficientnet_lite0"]
+    info = client.describe_model()
+    assert (info.name, info.input_size, info.num_classes, len(info.class_names)) == ("efficientnet_lite0", 224, 1000, 1000)
+    assert info.layer("blocks.10").channels == 112
+    assert client.layers("efficientnet_lite0") == info.layers
+    priors = client.priors()
+    assert priors[0].name == "fourier" and priors[0].kind is PriorKind.UNCONSTRAINED
+    assert {"objective", "robustness", "spectral_slope"} <= set(client.metric_descriptions())
+
+
+def test_visualize_returns_images_traces_metrics_and_previews(client: Client) -> None:
+    objective = channel("blocks.5", 3) - 0.5 * channel("blocks.5", 4)
+    job = client.visualize_stream(objective, steps=6, size=SIDE, batch=2, seed=3, preview_steps=[2, 6])
+    events = list(job)
+    result = job.result()
+
+    assert isinstance(events[0], Queued)
+    steps = [event.step for event in events if isinstance(event, Progress)]
+    assert steps == [1, 2, 3, 4, 5, 6]
+    assert [event.step for event in events if isinstance(event, Preview)] == [2, 6]
+    assert result.objective == objective.to_text()
+    assert (result.prior, result.prior_kind, result.steps, result.seed) == ("fourier", PriorKind.UNCONSTRAINED, 6, 3)
+    assert [image.size for image in result.images] == [(SIDE, SIDE)] * 2
+    assert [len(trace) for trace in result.traces] == [6, 6]
+    assert result.metrics[0]["objective"] == pytest.approx(result.objective_values[0], rel=1e-4)
+    assert sorted(result.previews) == [2, 6] and len(result.previews[6]) == 2
+    assert "diversity" in result.batch_metrics
+    with pytest.raises(TypeError):
+        result.metrics[0]["objective"] = 0.0  # type: ignore[index]
+    assert pickle.loads(pickle.dumps(result)).metrics == result.metrics
+
+
+def test_same_seed_gives_the_same_images(client: Client) -> None:
+    first = client.visualize("blocks.5:3", steps=3, size=SIDE, seed=11)
+    second = client.visualize("blocks.5:3", steps=3, size=SIDE, seed=11)
+    assert first.images[0].tobytes() == second.images[0].tobytes()
+
+
+def test_compare_puts_priors_side_by_side_with_one_seed(client: Client) -> None:
+    comparison = client.compare(logit(1), priors=["fourier", "pixel"], steps=3, size=SIDE, seed=5)
+    assert isinstance(comparison, Comparison)
+    assert [result.prior for result in comparison.results] == ["fourier", "pixel"]
+    assert comparison["pixel"].seed == comparison["fourier"].seed == 5
+    assert comparison.objective == "logit:1" and len(comparison.unconstrained) == 2
+
+
+def test_compare_defaults_to_unconstrained_and_every_learned_prior(client: Client) -> None:
+    available = client.priors()
+    comparison = client.compare("logit:1", steps=2, size=SIDE)
+    expected = {"fourier"} | {prior.name for prior in available if prior.kind is PriorKind.LEARNED}
+    assert {result.prior for result in comparison.results} == expected
+
+
+@pytest.mark.parametrize(
+    "call, error, fragment",
+    [
+        (lambda c: c.visualize(channel("no_such_layer", 1), steps=2, size=SIDE), NotFoundError, "no_such_layer"),
+        (lambda c: c.visualize("blocks.5:", steps=2, size=SIDE), InvalidArgumentError, "objective"),
+        (lambda c: c.visualize("blocks.5:3", steps=10**6, size=SIDE), InvalidArgumentError, "steps"),
+        (lambda c: c.visualize("blocks.5:3", prior="no_such_prior", steps=2), NotFoundError, "no_such_prior"),
+        (lambda c: c.describe_model("no_such_model"), NotFoundError, "no_such_model"),
+    ],
+)
+def test_status_codes_become_typed_errors(client: Client, call: object, error: type, fragment: str) -> None:
+    with pytest.raises(error, match=fragment) as raised:
+        call(client)  # type: ignore[operator]
+    assert raised.value.details and raised.value.method
+
+
+def test_deadline_stops_a_long_job(client: Client) -> None:
+    started = time.monotonic()
+    with pytest.raises(DeadlineExceededError):
+        client.visualize("blocks.5:3", steps=LONG, size=SIDE, timeout=1.0)
+    assert time.monotonic() - started < 5
+    # The worker is free again: a short job starts at once rather than behind the long one.
+    assert client.visualize("blocks.5:3", steps=2, size=SIDE, timeout=20).steps == 2
+
+
+def test_breaking_out_of_the_events_cancels_the_job() -> None:
+    config = loopback_config(workers=1, max_queue=0)
+    with serving(config) as server, Client(f"127.0.0.1:{server.port}") as client:
+        job = client.visualize_stream("blocks.5:3", steps=LONG, size=SIDE)
+        for event in job:
+            if isinstance(event, Progress):
+                # While it runs, the only worker is busy and the queue holds nothing more.
+                with pytest.raises(ResourceExhaustedError):
+                    client.visualize("blocks.5:3", steps=2, size=SIDE)
+                break
+        with pytest.raises(CancelledError):
+            job.result()
+        assert _runs_within(client, seconds=5.0), "the cancelled job kept the only worker busy"
+
+
+def test_cancel_through_the_handle() -> None:
+    config = loopback_config(workers=1, max_queue=0)
+    with serving(config) as server, Client(f"127.0.0.1:{server.port}") as client:
+        job = client.visualize_stream("blocks.5:3", steps=LONG, size=SIDE)
+        next(event for event in job if isinstance(event, Progress))
+        threading.Timer(0.2, job.cancel).start()
+        with pytest.raises(CancelledError):
+            job.result()
+        assert job.done
+        assert _runs_within(client, seconds=5.0)
+
+
+def _runs_within(client: Client, seconds: float) -> bool:
+    """Whether a short job is accepted within ``seconds`` (the server frees a cancelled job's worker)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            return client.visualize("blocks.5:3", steps=2, size=SIDE).steps == 2
+        except ResourceExhaustedError:
+            time.sleep(0.05)
+    return False
+
+
+def test_listings_retry_until_a_late_server_is_up() -> None:
+    port = free_port()
+    holder: dict[str, PriorvizServer] = {}
+    starter = threading.Timer(1.0, lambda: holder.setdefault("server", PriorvizServer(loopback_config(port=port)).start()))
+    starter.start()
+    try:
+        with Client(f"127.0.0.1:{port}", retry=RetryPolicy(max_attempts=10, initial_backoff=0.2, max_backoff=1.0)) as client:
+            assert client.models()[0].name == "efficientnet_lite0"
+    finally:
+        starter.join()
+        holder["server"].stop(grace_seconds=0)
+
+
+def test_long_work_is_not_retried() -> None:
+    with Client(f"127.0.0.1:{free_port()}", retry=RetryPolicy(max_attempts=10, initial_backoff=1.0)) as client:
+        started = time.monotonic()
+        with pytest.raises(UnavailableError):
+            client.visualize("blocks.5:3", steps=2, size=SIDE)
+        assert time.monotonic() - started < 1.0
+        with pytest.raises(UnavailableError):
+            client.models(timeout=0.5)
+
+
+def test_token_and_tls(tmp_path: Path) -> None:
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    try:
+        subprocess.run(
+            ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
+             "-addext", "subjectAltName=DNS:localhost", "-keyout", str(key), "-out", str(cert)],
+            check=True, capture_output=True, timeout=30,
+        )
+    except FileNotFoundError:
+        pytest.skip("openssl is not installed")
+    config = loopback_config(token="s3cret", tls_cert=str(cert), tls_key=str(key))
+    with serving(config) as server:
+        target = f"127.0.0.1:{server.port}"
+        with Client(target, token="s3cret", root_certificates=cert, server_name="localhost") as client:
+            assert client.models()[0].is_default
+            assert client.visualize("logit:1", steps=2, size=SIDE).images[0].size == (SIDE, SIDE)
+        with Client(target, token="wrong", root_certificates=cert, server_name="localhost") as client:
+            with pytest.raises(UnauthenticatedError):
+                client.models()
+        with Client(target, token="s3cret", retry=RetryPolicy(max_attempts=1)) as plaintext:
+            with pytest.raises(UnavailableError):
+                plaintext.models(timeout=2)
