@@ -101,7 +101,9 @@ def check_settings(
         raise InvalidArgument("settings.batch", f"must be within 1..{limits.max_batch}, got {settings.batch}")
     steps = settings.steps or RenderConfig().steps
     if not 1 <= steps <= limits.max_steps:
-        raise InvalidArgument("settings.steps", f"must be within 1..{limits.max_steps}, got {settings.steps}")
+        raise InvalidArgument(
+            "settings.steps", f"must be within 1..{limits.max_steps} (0: the default {RenderConfig().steps}), got {settings.steps}"
+        )
     learning_rate = settings.learning_rate
     if not math.isfinite(learning_rate) or learning_rate < 0 or learning_rate > 10:
         raise InvalidArgument("settings.learning_rate", f"must be 0 (default) or within (0, 10], got {learning_rate}")
