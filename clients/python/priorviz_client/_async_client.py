@@ -14,7 +14,13 @@ import grpc.aio
 
 from priorviz_client._connection import DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_UNARY_TIMEOUT, Connection, RetryPolicy
 from priorviz_client._convert import CompareEvents, VisualizeEvents, model_info, model_summary, prior_info
-from priorviz_client._exceptions import DeadlineExceededError, RpcError, UnavailableError, from_rpc_error
+from priorviz_client._exceptions import (
+    CancelledError,
+    DeadlineExceededError,
+    RpcError,
+    UnavailableError,
+    from_rpc_error,
+)
 from priorviz_client._health import CHECK_METHOD, HealthCheckRequest, HealthCheckResponse, status_name
 from priorviz_client._objectives import Objective
 from priorviz_client._progress import ProgressBar
@@ -52,6 +58,13 @@ class AsyncJob(Generic[R]):
                     yield item
         except grpc.RpcError as error:
             raise from_rpc_error(error, self._method) from error
+        except asyncio.CancelledError:
+            # grpc.aio raises asyncio's CancelledError for a call this client cancelled; that is
+            # the job's outcome, not a cancellation of the caller's task, which must propagate.
+            task = asyncio.current_task()
+            if not self._call.cancelled() or (task is not None and task.cancelling()):
+                raise
+            raise CancelledError("the call was cancelled by this client", method=self._method) from None
         finally:
             if self._result is None:
                 self._call.cancel()
