@@ -1,0 +1,164 @@
+"""Jobs under pressure: cancellation, deadlines, overload, graceful shutdown, metrics endpoint, SIGTERM."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from service_fixtures import (
+    StreamInBackground,
+    error_of,
+    result_of,
+    running_server,
+    server_config,
+    stub_for,
+    visualize,
+    wait_until,
+)
+
+from service._proto.priorviz.v1 import priorviz_pb2 as pb
+from service.jobs import Job, JobQueue, QueueFullError
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _health(server) -> int:
+    with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+        return health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=5).status
+
+
+def test_a_cancelled_500_step_job_frees_its_worker_within_a_second() -> None:
+    with running_server() as server, stub_for(server) as stub:
+        long_job = StreamInBackground(stub.Visualize(visualize(steps=500)))
+        assert long_job.first_progress.wait(30)
+        time.sleep(1.0)
+        steps_done = sum(kind == "progress" for kind in long_job.kinds())
+        assert 0 < steps_done < 500
+        cancelled_at = time.monotonic()
+        long_job.call.cancel()
+        freed_after = wait_until(lambda: server.jobs.running_count == 0, timeout=5)
+        assert freed_after < 1.0
+        assert long_job.join(5) == grpc.StatusCode.CANCELLED
+        started = time.monotonic()
+        assert result_of(stub.Visualize(visualize(steps=2))).images
+        assert time.monotonic() - started < 5
+        assert server.metrics.jobs.labels(rpc="Visualize", outcome="cancelled")._value.get() == 1
+        assert server.jobs.running_count == 0 and cancelled_at < time.monotonic()
+
+
+def test_a_deadline_stops_the_work() -> None:
+    with running_server() as server, stub_for(server) as stub:
+        started = time.monotonic()
+        error = error_of(lambda: stub.Visualize(visualize(steps=500), timeout=1.0))
+        assert error.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+        wait_until(lambda: server.jobs.running_count == 0, timeout=2)
+        assert time.monotonic() - started < 3
+        assert server.metrics.jobs.labels(rpc="Visualize", outcome="cancelled")._value.get() == 1
+
+
+def test_overload_is_refused_at_once_while_accepted_jobs_finish() -> None:
+    with running_server(server_config(workers=1, max_queue=2)) as server, stub_for(server) as stub:
+        running = StreamInBackground(stub.Visualize(visualize(steps=25)))
+        assert running.first_progress.wait(30)
+        first = StreamInBackground(stub.Visualize(visualize(steps=3)))
+        wait_until(lambda: server.jobs.queue_length == 1, timeout=5)
+        second = StreamInBackground(stub.Visualize(visualize(steps=3)))
+        wait_until(lambda: server.jobs.queue_length == 2, timeout=5)
+        started = time.monotonic()
+        error = error_of(lambda: stub.Visualize(visualize(steps=3)))
+        assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert time.monotonic() - started < 0.5
+        error = error_of(lambda: stub.Compare(pb.CompareRequest(settings=visualize(steps=3).settings)))
+        assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        for accepted in (running, first, second):
+            assert accepted.join(60) == grpc.StatusCode.OK and accepted.kinds()[-1] == "result"
+        positions = [event.queued.jobs_ahead for event in second.events if event.WhichOneof("event") == "queued"]
+        assert positions == [1, 0]
+        assert server.metrics.jobs.labels(rpc="Visualize", outcome="rejected")._value.get() == 1
+        assert server.metrics.jobs.labels(rpc="Compare", outcome="rejected")._value.get() == 1
+
+
+def test_graceful_shutdown_stops_serving_and_lets_the_running_job_finish() -> None:
+    with running_server(server_config(grace_seconds=30)) as server, stub_for(server) as stub:
+        job = StreamInBackground(stub.Visualize(visualize(steps=15)))
+        assert job.first_progress.wait(30)
+        assert server.stop() is True
+        assert job.join(10) == grpc.StatusCode.OK and job.kinds()[-1] == "result"
+
+
+def test_shutdown_cancels_jobs_that_outlive_the_grace_period() -> None:
+    with running_server(server_config(grace_seconds=0.5)) as server, stub_for(server) as stub:
+        job = StreamInBackground(stub.Visualize(visualize(steps=500)))
+        assert job.first_progress.wait(30)
+        started = time.monotonic()
+        stopping = threading.Thread(target=server.stop)
+        stopping.start()
+        wait_until(lambda: _health(server) == health_pb2.HealthCheckResponse.NOT_SERVING, timeout=5)
+        error = error_of(lambda: stub.Visualize(visualize(steps=2), timeout=5))
+        assert error.code() == grpc.StatusCode.UNAVAILABLE
+        stopping.join(15)
+        assert job.join(10) == grpc.StatusCode.UNAVAILABLE
+        assert time.monotonic() - started < 5
+
+
+def test_prometheus_endpoint_counts_jobs_queue_and_step_time() -> None:
+    with running_server(server_config(metrics_port=0)) as server, stub_for(server) as stub:
+        result_of(stub.Visualize(visualize(steps=3)))
+        error_of(lambda: stub.Visualize(visualize(model="nope")))
+        text = urllib.request.urlopen(f"http://127.0.0.1:{server.metrics_port}/metrics", timeout=5).read().decode()
+    assert re.search(r'priorviz_jobs_total\{outcome="succeeded",rpc="Visualize"\} 1\.0', text)
+    assert re.search(r'priorviz_jobs_total\{outcome="invalid",rpc="Visualize"\} 1\.0', text)
+    assert re.search(r"priorviz_queue_length 0\.0", text)
+    assert re.search(r"priorviz_step_seconds_count 3\.0", text)
+
+
+def test_queue_unit_withdraws_waiting_jobs_and_refuses_beyond_its_limit() -> None:
+    queue = JobQueue(workers=1, max_queue=1)
+    release = threading.Event()
+    blocking = Job(lambda emit, stop: release.wait(10))
+    waiting = Job(lambda emit, stop: None)
+    queue.start()
+    queue.submit(blocking)
+    wait_until(lambda: queue.running_count == 1, timeout=5)
+    assert queue.submit(waiting) == 0
+    with pytest.raises(QueueFullError):
+        queue.submit(Job(lambda emit, stop: None))
+    waiting.cancel()
+    assert waiting.wait(1) and queue.queue_length == 0
+    release.set()
+    assert blocking.wait(5) and blocking.error is None
+    assert queue.drain(1) and queue.stop(5) is None
+
+
+def test_sigterm_shuts_the_server_process_down_gracefully(tmp_path) -> None:
+    log_path = tmp_path / "server.log"
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "service.server", "--host", "127.0.0.1", "--port", "0", "--held-out-model", "none",
+             "--torch-threads", "1", "--grace-seconds", "5"],
+            cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+        )
+    try:
+        wait_until(lambda: '"message": "serving"' in log_path.read_text(), timeout=120, interval=0.2)
+        port = int(re.search(r'"message": "listening", "port": (\d+)', log_path.read_text()).group(1))
+        probe = subprocess.run(
+            [sys.executable, "-m", "service.healthcheck", "--address", f"127.0.0.1:{port}"],
+            cwd=ROOT, capture_output=True, text=True, timeout=60, env={**os.environ, "PYTHONPATH": str(ROOT)},
+        )
+        assert probe.returncode == 0 and probe.stdout.strip() == "SERVING"
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 0
+        assert '"message": "stopped"' in log_path.read_text()
+    finally:
+        if process.poll() is None:
+            process.kill()
