@@ -11,6 +11,8 @@ something the generator can draw. Each metric here measures one symptom of the f
 - ``spectral_slope`` / ``high_frequency_energy``: photographs fall near -2 with little
   energy in the top frequencies; cheating patterns are grainier (see ``service.spectrum``).
 - ``total_variation``: high-frequency noise is also rough in pixel space.
+- ``bn_statistics_distance``: how far the feature statistics the image induces are from
+  those the network saw in training (DeepInversion's prior, ``priors.statistics``).
 - ``diversity`` (batch): whether a batch found different patterns or the same one.
 
 Every measurement runs under ``torch.no_grad`` and draws its randomness from a generator
@@ -26,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from priors.statistics import NoBatchNormError, batchnorm_statistics_distance
 from service.models.target import TargetModel
 from service.objectives import ClassLogit, ClassProbability, Objective, Scaled, Sum, gram_matrices
 from service.penalties import total_variation
@@ -50,6 +53,8 @@ METRIC_DESCRIPTIONS: dict[str, str] = {
     "high_frequency_energy": "share of luminance power above 0.25 cycles/pixel: photographs a few percent, "
     "white noise about 0.8",
     "total_variation": "mean absolute difference between neighbouring pixels (x plus y), images in [0, 1]",
+    "bn_statistics_distance": "sum over batch-norm layers of the L2 distances between the image's per-channel "
+    "feature mean/variance and the stored running ones (lower: more in distribution; compare at equal image size)",
     "diversity": "1 - mean pairwise cosine similarity of the images' Gram matrices at a middle layer: "
     "0 for identical images, higher for a varied batch (batch-level)",
 }
@@ -93,6 +98,10 @@ def measure(
             pass
         columns["high_frequency_energy"] = high_frequency_energy(images)
         columns["total_variation"] = total_variation(images)
+        try:
+            columns["bn_statistics_distance"] = batchnorm_statistics_distance(model, images).float()
+        except NoBatchNormError:
+            pass
         batch_metrics: dict[str, float] = {}
         if images.shape[0] > 1:
             batch_metrics["diversity"] = batch_diversity(model, images)

@@ -22,6 +22,7 @@ from service.metrics import (
     target_classes,
 )
 from service.models import TargetModel
+from service.models.target import Normalization
 from service.objectives import Channel, ClassLogit, ClassProbability, per_batch
 from service.render import RenderConfig, render
 from service.spectrum import (
@@ -171,6 +172,7 @@ def test_photograph_is_more_robust_than_adversarial_pattern(
     assert photo["held_out_probability"] > cheat["held_out_probability"]
     assert cheat["high_frequency_energy"] > 5 * photo["high_frequency_energy"]
     assert cheat["spectral_slope"] > photo["spectral_slope"] + 1.0
+    assert cheat["bn_statistics_distance"] > photo["bn_statistics_distance"]
 
 
 def test_panel_keys_descriptions_and_values(lite0: TargetModel, lite1: TargetModel, cat_photograph: torch.Tensor) -> None:
@@ -179,12 +181,39 @@ def test_panel_keys_descriptions_and_values(lite0: TargetModel, lite1: TargetMod
     assert isinstance(panel, MetricPanel) and len(panel.per_image) == 2
     for values in panel.per_image:
         assert set(values) <= set(METRIC_DESCRIPTIONS)
-        assert {"objective", "objective_transformed", "spectral_slope", "high_frequency_energy", "total_variation"} <= set(values)
+        assert {
+            "objective", "objective_transformed", "spectral_slope", "high_frequency_energy", "total_variation",
+            "bn_statistics_distance", "held_out_probability",
+        } <= set(values)
         assert all(isinstance(value, float) and math.isfinite(value) for value in values.values())
     assert set(panel.batch) == {"diversity"}
     photo = panel.per_image[0]
     assert photo["objective"] == pytest.approx(lite0.predict(cat_photograph)[0, EGYPTIAN_CAT].item(), rel=1e-4)
     assert photo["robustness"] == pytest.approx(photo["objective_transformed"] / photo["objective"], rel=1e-5)
+
+
+def test_statistics_distance_of_photographs_below_noise(lite0: TargetModel) -> None:
+    photos = F.interpolate(foolbox_photographs()[:6], size=(SIZE, SIZE), mode="bilinear", antialias=True)
+    objective = Channel("blocks.3", 0)
+    photo_distances = [v["bn_statistics_distance"] for v in measure(lite0, objective, photos, transform_samples=1).per_image]
+    noise_distances = [
+        v["bn_statistics_distance"] for v in measure(lite0, objective, white_noise(3, SIZE), transform_samples=1).per_image
+    ]
+    assert max(photo_distances) < min(noise_distances), (photo_distances, noise_distances)
+
+
+def test_model_without_batch_norm_has_no_statistics_distance() -> None:
+    torch.manual_seed(0)
+    network = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(4, 10)
+    )
+    tiny = TargetModel(
+        "tiny", network, input_size=32, normalization=Normalization((0.5,) * 3, (0.5,) * 3),
+        class_names=[str(i) for i in range(10)], layer_names=["0", "logits"],
+    )
+    panel = measure(tiny, ClassLogit(3), white_noise(2, 32), transform_samples=1)
+    assert all("bn_statistics_distance" not in values for values in panel.per_image)
+    assert "objective" in panel.per_image[0] and "diversity" in panel.batch
 
 
 def test_total_variation_of_checkerboard(lite0: TargetModel) -> None:
