@@ -30,7 +30,7 @@ h2 { font-size: 17px; margin: 28px 0 8px; font-family: ui-monospace, monospace; 
 p.lead { max-width: 60em; color: #444; }
 table.settings td { padding: 1px 12px 1px 0; font-size: 13px; }
 .row { display: flex; gap: 16px; flex-wrap: wrap; align-items: flex-start; margin-bottom: 12px; }
-figure { margin: 0; width: %(size)dpx; }
+figure { margin: 0; width: %(framed)dpx; }
 figure img { display: block; width: %(size)dpx; height: %(size)dpx; border: 3px solid; }
 figure img.small { image-rendering: pixelated; }
 figcaption { font-size: 13px; font-weight: 600; margin-bottom: 4px; }
@@ -38,10 +38,11 @@ table.metrics { font-size: 12px; border-collapse: collapse; width: 100%%; margin
 table.metrics td { padding: 1px 0; }
 table.metrics td.value { text-align: right; font-variant-numeric: tabular-nums; }
 svg.trace { display: block; margin-top: 4px; }
+.trace-label { font-size: 11px; color: #666; }
 dl.glossary dt { font-family: ui-monospace, monospace; font-size: 13px; margin-top: 6px; }
 dl.glossary dd { margin-left: 16px; font-size: 13px; color: #444; }
 .licence { font-size: 12px; color: #7a4b00; }
-""" % {"size": DISPLAY_SIZE}
+""" % {"size": DISPLAY_SIZE, "framed": DISPLAY_SIZE + 6}
 
 
 def _rgb(colour: tuple[int, int, int]) -> str:
@@ -69,6 +70,7 @@ def _trace_svg(values: Sequence[float], colour: str, width: int = DISPLAY_SIZE, 
         f'<svg class="trace" width="{width}" height="{height}" role="img" aria-label="{html.escape(label)}">'
         f"<title>{html.escape(label)}</title>"
         f'<polyline fill="none" stroke="{colour}" stroke-width="1.5" points="{points}"/></svg>'
+        f'<div class="trace-label">{html.escape(label)}</div>'
     )
 
 
