@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# The README's main job, in one command on a fresh machine:
+#   install (make setup), start priorviz-server on the embedded defaults, wait until its
+#   health is SERVING, run `priorviz compare` for a few classes and channels, write the
+#   report (PNGs, contact sheet, metrics JSON, self-contained HTML), stop the server.
+#
+# Settings (environment): OUT (default out/report), PORT (50151), STEPS (128) and SIZE (224)
+# per image, OBJECTIVES (two ImageNet classes and two channels). The defaults take a few
+# minutes on two CPU cores after the install; STEPS=512 gives sharper Fourier images.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+OUT=${OUT:-out/report}
+PORT=${PORT:-50151}
+STEPS=${STEPS:-128}
+SIZE=${SIZE:-224}
+# logit:1 goldfish, logit:130 flamingo; two channels of middle blocks of EfficientNet-Lite0.
+OBJECTIVES=${OBJECTIVES:-"logit:1 logit:130 blocks.10:17 blocks.13:5"}
+THREADS=${THREADS:-$(nproc 2>/dev/null || echo 2)}
+
+make setup
+
+mkdir -p "$OUT"
+.venv/bin/priorviz-server --host 127.0.0.1 --port "$PORT" --torch-threads "$THREADS" >"$OUT/server.log" 2>&1 &
+server=$!
+stop_server() {
+  if kill -0 "$server" 2>/dev/null; then
+    kill -TERM "$server"   # graceful: health NOT_SERVING, in-flight jobs finish or are cancelled
+    wait "$server" || true
+  fi
+}
+trap stop_server EXIT
+
+export PRIORVIZ_TARGET="127.0.0.1:$PORT"
+if ! .venv/bin/priorviz health --wait 300; then
+  echo "the server did not become SERVING; its log:" >&2
+  tail -n 20 "$OUT/server.log" >&2
+  exit 1
+fi
+
+# shellcheck disable=SC2086  # OBJECTIVES is a list of words on purpose
+time .venv/bin/priorviz compare $OBJECTIVES --steps "$STEPS" --size "$SIZE" --out "$OUT"
+
+echo "Open $OUT/report.html (contact sheet: $OUT/contact_sheet.png, numbers: $OUT/metrics.json)"
