@@ -174,6 +174,8 @@ def known_priors() -> dict[str, tuple[PriorInfo, bool]]:
 
 def check_prior(name: str, options: Mapping[str, str], field: str) -> PriorRun:
     """A known, available prior with option names it accepts."""
+    if not name:
+        raise InvalidArgument(field, "a prior name is required")
     priors = known_priors()
     if name not in priors:
         raise NotFound(field, str(PriorNotFoundError(f"unknown prior {name!r}; available: {', '.join(sorted(priors))}")))
