@@ -120,6 +120,7 @@ def _run_prior(
             size=spec.size,
             config=spec.config,
             prior_options=dict(prior.options),
+            regularizer=spec.regularizer,
             progress=observed,
             should_stop=should_stop,
         )

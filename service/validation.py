@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import grpc
 
 from priors.base import PriorInfo, PriorKind, PriorNotFoundError, list_priors
+from priors.statistics import BatchNormStatisticsPrior, NoBatchNormError
 from service._proto.priorviz.v1 import priorviz_pb2 as pb
 from service.config import Limits
 from service.models.checkpoint import CheckpointError
@@ -27,6 +28,7 @@ from service.transforms import NO_TRANSFORMS, standard_transforms
 from service.wire import ObjectiveTooLargeError, objective_from_proto, objective_from_text, prior_options_from_wire
 
 NO_HELD_OUT = "none"
+MAX_STATISTICS_PRIOR_WEIGHT = 1000.0
 
 
 class RequestError(Exception):
@@ -67,6 +69,8 @@ class JobSpec:
     size: int
     config: RenderConfig
     priors: tuple[PriorRun, ...]
+    regularizer: Objective | None = None
+    """The statistics prior, when the request gives it a weight."""
 
     @property
     def total_steps(self) -> int:
@@ -94,8 +98,8 @@ def check_settings(
     loader: ModelLoader,
     default_model: str,
     default_held_out: str,
-) -> tuple[TargetModel, TargetModel | None, Objective, int, int, RenderConfig]:
-    """Check the settings shared by Visualize and Compare."""
+) -> JobSpec:
+    """Check the settings shared by Visualize and Compare; the caller fills in the priors."""
     batch = settings.batch or 1
     if not 1 <= batch <= limits.max_batch:
         raise InvalidArgument("settings.batch", f"must be within 1..{limits.max_batch}, got {settings.batch}")
@@ -134,7 +138,21 @@ def check_settings(
         transforms=NO_TRANSFORMS if settings.transforms == pb.TRANSFORM_MODE_NONE else standard_transforms(),
         snapshot_steps=tuple(sorted(set(previews))),
     )
-    return model, held_out, objective, batch, size, config
+    regularizer = check_statistics_prior(settings.statistics_prior_weight, model)
+    return JobSpec(model, held_out, objective, batch, size, config, (), regularizer)
+
+
+def check_statistics_prior(weight: float, model: TargetModel) -> Objective | None:
+    """The batch-norm statistics regularizer for a positive weight, None for 0."""
+    field = "settings.statistics_prior_weight"
+    if not math.isfinite(weight) or not 0 <= weight <= MAX_STATISTICS_PRIOR_WEIGHT:
+        raise InvalidArgument(field, f"must be within 0..{MAX_STATISTICS_PRIOR_WEIGHT}, got {weight}")
+    if weight == 0:
+        return None
+    try:
+        return BatchNormStatisticsPrior(model, weight)
+    except NoBatchNormError as error:
+        raise InvalidArgument(field, str(error)) from None
 
 
 def check_objective(settings: pb.RenderSettings, model: TargetModel, batch: int, limits: Limits) -> Objective:
@@ -195,10 +213,8 @@ def visualize_spec(
     request: pb.VisualizeRequest, limits: Limits, loader: ModelLoader, default_model: str, default_held_out: str
 ) -> JobSpec:
     prior = check_prior(request.prior or "fourier", request.prior_options, "prior")
-    model, held_out, objective, batch, size, config = check_settings(
-        request.settings, limits, loader, default_model, default_held_out
-    )
-    return JobSpec(model, held_out, objective, batch, size, config, (prior,))
+    spec = check_settings(request.settings, limits, loader, default_model, default_held_out)
+    return replace(spec, priors=(prior,))
 
 
 def default_compare_priors() -> list[str]:
@@ -218,10 +234,8 @@ def compare_spec(
         ]
     else:
         priors = [check_prior(name, {}, "priors") for name in default_compare_priors()[: limits.max_compare_priors]]
-    model, held_out, objective, batch, size, config = check_settings(
-        request.settings, limits, loader, default_model, default_held_out
-    )
-    return JobSpec(model, held_out, objective, batch, size, config, tuple(priors))
+    spec = check_settings(request.settings, limits, loader, default_model, default_held_out)
+    return replace(spec, priors=tuple(priors))
 
 
 def engine_error(error: Exception, started: bool) -> RequestError | None:

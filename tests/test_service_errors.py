@@ -39,6 +39,8 @@ INVALID = [
     ("settings.preview_steps", visualize(steps=5, preview_steps=[6])),
     ("settings.preview_steps", visualize(steps=5, preview_steps=[1, 2, 3])),
     ("settings.transforms", visualize(transforms=7)),
+    ("settings.statistics_prior_weight", visualize(statistics_prior_weight=-1.0)),
+    ("settings.statistics_prior_weight", visualize(statistics_prior_weight=float("inf"))),
     ("settings.objective", pb.VisualizeRequest(settings=pb.RenderSettings(steps=2, image_size=SMALL))),
     ("settings.objective", pb.VisualizeRequest(settings=pb.RenderSettings(
         objective_text="logit:1", objective=pb.Objective(class_logit=pb.ClassLogitObjective(index=1)), image_size=SMALL, steps=2))),

@@ -91,6 +91,7 @@ def render_settings(draw: st.DrawFn) -> pb.RenderSettings:
         preview_steps=draw(mostly(st.sampled_from([[], [1]]), st.lists(st.integers(-1, 4), max_size=4))),
         transforms=draw(mostly(st.integers(0, 2), st.integers(3, 2**31 - 1))),
         held_out_model=draw(mostly(st.sampled_from(["", "none"]), st.sampled_from(["efficientnet_lite0", "nope"]))),
+        statistics_prior_weight=draw(mostly(st.sampled_from([0.0, 0.5]), st.floats(allow_nan=True, allow_infinity=True))),
     )
     choice = draw(mostly(st.sampled_from(["tree", "text"]), st.sampled_from(["both", "neither"])))
     if choice in ("tree", "both"):

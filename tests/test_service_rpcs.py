@@ -154,3 +154,10 @@ def test_reflection_lists_the_services(server) -> None:
 
 def test_healthcheck_reports_a_server_that_is_not_there() -> None:
     assert healthcheck.main(["--address", "127.0.0.1:1", "--timeout", "0.5"]) == 1
+
+
+def test_statistics_prior_weight_changes_the_images_but_not_the_reported_objective(stub) -> None:
+    plain = result_of(stub.Visualize(visualize("blocks.5:3", steps=3, seed=2)))
+    regularized = result_of(stub.Visualize(visualize("blocks.5:3", steps=3, seed=2, statistics_prior_weight=1.0)))
+    assert regularized.images[0].png != plain.images[0].png
+    assert regularized.image_metrics[0].values["objective"] == pytest.approx(regularized.objective_values[0], rel=1e-3, abs=1e-3)
