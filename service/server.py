@@ -314,7 +314,7 @@ class PriorvizServer:
 def parse_args(argv: list[str] | None = None) -> ServerConfig:
     defaults, limits = ServerConfig(), Limits()
     parser = argparse.ArgumentParser(prog="priorviz-server", description="Serve priorviz.v1 over gRPC.")
-    parser.add_argument("--host", default="0.0.0.0", help="address to listen on (default 0.0.0.0)")
+    parser.add_argument("--host", default=defaults.host, help="address to listen on (default %(default)s; 0.0.0.0: every interface)")
     parser.add_argument("--port", type=int, default=defaults.port, help="gRPC port (default %(default)s; 0: any free port)")
     parser.add_argument("--device", default=None, help="torch device (default: cuda when present, else cpu)")
     parser.add_argument("--workers", type=int, default=defaults.workers, help="jobs run at once (default %(default)s)")
