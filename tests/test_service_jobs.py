@@ -162,3 +162,17 @@ def test_sigterm_shuts_the_server_process_down_gracefully(tmp_path) -> None:
     finally:
         if process.poll() is None:
             process.kill()
+
+
+def test_two_workers_run_jobs_at_once_on_one_model_without_mixing_their_hooks() -> None:
+    request = visualize("blocks.5:3 + logit:2", steps=12, seed=5)
+    with running_server(server_config(workers=1)) as server, stub_for(server) as stub:
+        alone = result_of(stub.Visualize(request)).images[0].png
+    with running_server(server_config(workers=2)) as server, stub_for(server) as stub:
+        first = StreamInBackground(stub.Visualize(request))
+        second = StreamInBackground(stub.Visualize(request))
+        wait_until(lambda: server.jobs.running_count == 2, timeout=30)
+        assert first.join(60) == grpc.StatusCode.OK and second.join(60) == grpc.StatusCode.OK
+        assert [stream.events[-1].result.images[0].png for stream in (first, second)] == [alone, alone]
+        model = server.load_model("efficientnet_lite0")
+        assert model.hook_count() == 0
