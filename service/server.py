@@ -41,6 +41,8 @@ from service.wire import layer_to_proto, prior_to_proto
 
 SERVICE_NAME = "priorviz.v1.Visualizer"
 WARM_UP_SIZE = 64
+CLIENT_PING_INTERVAL_MS = 10_000
+"""The most often a client's keepalive may ping (its ``grpc.keepalive_time_ms`` >= this)."""
 log = logging.getLogger("priorviz.server")
 
 
@@ -127,7 +129,9 @@ class PriorvizServer:
             ("grpc.keepalive_time_ms", config.keepalive_seconds * 1000),
             ("grpc.keepalive_timeout_ms", 20_000),
             ("grpc.keepalive_permit_without_calls", 1),
-            ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
+            # Clients may ping to keep a silent stream open through proxies: accept one ping
+            # per CLIENT_PING_INTERVAL_MS without counting it as abuse (the default is 5 min).
+            ("grpc.http2.min_recv_ping_interval_without_data_ms", CLIENT_PING_INTERVAL_MS),
             ("grpc.http2.max_pings_without_data", 0),
             ("grpc.so_reuseport", 0),
         ]
