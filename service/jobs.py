@@ -231,4 +231,5 @@ class JobQueue:
             self._stopping = True
             self._condition.notify_all()
         for thread in self._threads:
-            thread.join(timeout)
+            if thread.ident is not None:  # never started when the server stops during its warm-up
+                thread.join(timeout)

@@ -171,10 +171,10 @@ class PriorvizServer:
             self.metrics_port = self.metrics.serve(self.config.host, self.config.metrics_port)
         self._grpc.start()
         log.info("listening", extra={"port": self.port, "device": str(self.device), "tls": bool(self.config.tls_cert)})
-        warm_up = threading.Thread(target=self._warm_up, name="priorviz-warm-up", daemon=True)
-        warm_up.start()
+        self.warm_up_thread = threading.Thread(target=self._warm_up, name="priorviz-warm-up", daemon=True)
+        self.warm_up_thread.start()
         if wait_ready:
-            warm_up.join()
+            self.warm_up_thread.join()
             if self.startup_error is not None:
                 raise self.startup_error
         return self

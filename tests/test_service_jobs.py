@@ -28,6 +28,7 @@ from service_fixtures import (
 
 from service._proto.priorviz.v1 import priorviz_pb2 as pb
 from service.jobs import Job, JobQueue, QueueFullError
+from service.server import PriorvizServer
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -176,3 +177,10 @@ def test_two_workers_run_jobs_at_once_on_one_model_without_mixing_their_hooks() 
         assert [stream.events[-1].result.images[0].png for stream in (first, second)] == [alone, alone]
         model = server.load_model("efficientnet_lite0")
         assert model.hook_count() == 0
+
+
+def test_stopping_a_server_during_its_warm_up() -> None:
+    server = PriorvizServer(server_config()).start()
+    assert server.stop(grace_seconds=0) is True
+    server.warm_up_thread.join(60)
+    assert not server.ready.is_set(), "a server that was stopped must not turn ready when its warm-up ends"
