@@ -114,6 +114,7 @@ class PriorvizServer:
         self.port = 0
         self.metrics_port: int | None = None
         self.ready = threading.Event()
+        self.warm_up_thread: threading.Thread | None = None
         self.startup_error: BaseException | None = None
         self._shutting_down = threading.Event()
         self._stopped = threading.Event()
@@ -324,11 +325,11 @@ def parse_args(argv: list[str] | None = None) -> ServerConfig:
     parser.add_argument("--workers", type=int, default=defaults.workers, help="jobs run at once (default %(default)s)")
     parser.add_argument("--max-queue", type=int, default=defaults.max_queue, help="jobs that may wait (default %(default)s)")
     parser.add_argument("--torch-threads", type=int, default=defaults.torch_threads, help="torch intra-op threads (default %(default)s)")
-    parser.add_argument("--max-image-size", type=int, default=limits.max_image_size)
-    parser.add_argument("--max-steps", type=int, default=limits.max_steps)
-    parser.add_argument("--max-batch", type=int, default=limits.max_batch)
-    parser.add_argument("--max-preview-steps", type=int, default=limits.max_preview_steps)
-    parser.add_argument("--max-compare-priors", type=int, default=limits.max_compare_priors)
+    parser.add_argument("--max-image-size", type=int, default=limits.max_image_size, help="largest image side in pixels (default %(default)s)")
+    parser.add_argument("--max-steps", type=int, default=limits.max_steps, help="most optimization steps per prior (default %(default)s)")
+    parser.add_argument("--max-batch", type=int, default=limits.max_batch, help="most images per job (default %(default)s)")
+    parser.add_argument("--max-preview-steps", type=int, default=limits.max_preview_steps, help="most preview steps per job (default %(default)s)")
+    parser.add_argument("--max-compare-priors", type=int, default=limits.max_compare_priors, help="most priors per Compare (default %(default)s)")
     parser.add_argument("--default-model", default=None, help="model loaded and warmed before SERVING")
     parser.add_argument("--held-out-model", default=defaults.held_out_model, help="transferability model ('none': off)")
     parser.add_argument("--allow-checkpoints", action="store_true", help="let requests load checkpoint:PATH models")
@@ -337,8 +338,8 @@ def parse_args(argv: list[str] | None = None) -> ServerConfig:
     parser.add_argument("--tls-key", default=None, help="PEM private key")
     parser.add_argument("--metrics-port", type=int, default=None, help="Prometheus endpoint port (default: off)")
     parser.add_argument("--grace-seconds", type=float, default=defaults.grace_seconds, help="shutdown grace (default %(default)s)")
-    parser.add_argument("--max-message-mb", type=int, default=defaults.max_message_bytes // 2**20)
-    parser.add_argument("--keepalive-seconds", type=int, default=defaults.keepalive_seconds)
+    parser.add_argument("--max-message-mb", type=int, default=defaults.max_message_bytes // 2**20, help="gRPC message size limit in MiB (default %(default)s)")
+    parser.add_argument("--keepalive-seconds", type=int, default=defaults.keepalive_seconds, help="interval of server keepalive pings (default %(default)s)")
     parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args(argv)
     for name in ("workers", "torch_threads", "max_image_size", "max_steps", "max_batch", "max_compare_priors", "keepalive_seconds", "max_message_mb"):
