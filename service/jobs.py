@@ -61,6 +61,10 @@ class Job:
     def cancelled(self) -> bool:
         return self._cancelled.is_set()
 
+    def stop_requested(self) -> bool:
+        """The render loop's stop check: True once the job is cancelled."""
+        return self._cancelled.is_set()
+
     @property
     def done(self) -> bool:
         return self._done.is_set()
@@ -185,7 +189,7 @@ class JobQueue:
             try:
                 if job.cancelled:
                     raise JobCancelledError("cancelled before it started")
-                job.work(job.emit, lambda: job.cancelled)
+                job.work(job.emit, job.stop_requested)
             except BaseException as raised:  # the job's outcome travels to its RPC, never up this thread
                 error = raised
             with self._condition:

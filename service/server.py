@@ -36,7 +36,15 @@ from service.objectives import ClassLogit
 from service.observability import ServiceMetrics, configure_json_logging
 from service.render import RenderCancelled, RenderConfig, render
 from service.runner import run_compare, run_visualize, set_worker_index
-from service.validation import NO_HELD_OUT, JobSpec, RequestError, compare_spec, known_priors, load_model, visualize_spec
+from service.validation import (
+    NO_HELD_OUT,
+    JobSpec,
+    RequestError,
+    compare_spec,
+    known_priors,
+    load_model,
+    visualize_spec,
+)
 from service.wire import layer_to_proto, prior_to_proto
 
 SERVICE_NAME = "priorviz.v1.Visualizer"
@@ -56,12 +64,16 @@ class VisualizerServicer(pb_grpc.VisualizerServicer):
     def ListModels(self, request: pb.ListModelsRequest, context: grpc.ServicerContext) -> pb.ListModelsResponse:
         return pb.ListModelsResponse(
             models=[
-                pb.ModelSummary(name=entry.name, description=entry.description, is_default=entry.name == self._server.default_model)
+                pb.ModelSummary(
+                    name=entry.name, description=entry.description, is_default=entry.name == self._server.default_model
+                )
                 for entry in list_models()
             ]
         )
 
-    def DescribeModel(self, request: pb.DescribeModelRequest, context: grpc.ServicerContext) -> pb.DescribeModelResponse:
+    def DescribeModel(
+        self, request: pb.DescribeModelRequest, context: grpc.ServicerContext
+    ) -> pb.DescribeModelResponse:
         try:
             model = load_model(self._server.load_model, request.model or self._server.default_model, "model")
         except RequestError as error:
@@ -85,12 +97,20 @@ class VisualizerServicer(pb_grpc.VisualizerServicer):
 
     def Visualize(self, request: pb.VisualizeRequest, context: grpc.ServicerContext) -> Iterator[pb.VisualizeEvent]:
         return self._server.stream_job(
-            "Visualize", lambda: visualize_spec(request, *self._server.spec_context()), run_visualize, pb.VisualizeEvent, context
+            "Visualize",
+            lambda: visualize_spec(request, *self._server.spec_context()),
+            run_visualize,
+            pb.VisualizeEvent,
+            context,
         )
 
     def Compare(self, request: pb.CompareRequest, context: grpc.ServicerContext) -> Iterator[pb.CompareEvent]:
         return self._server.stream_job(
-            "Compare", lambda: compare_spec(request, *self._server.spec_context()), run_compare, pb.CompareEvent, context
+            "Compare",
+            lambda: compare_spec(request, *self._server.spec_context()),
+            run_compare,
+            pb.CompareEvent,
+            context,
         )
 
 
@@ -190,7 +210,9 @@ class PriorvizServer:
                 try:
                     self.load_model(self.default_held_out)
                 except (ModelNotFoundError, RuntimeError) as error:
-                    log.warning("held-out model unavailable; transferability is off by default", extra={"error": str(error)})
+                    log.warning(
+                        "held-out model unavailable; transferability is off by default", extra={"error": str(error)}
+                    )
                     self.default_held_out = NO_HELD_OUT
             self.jobs.start()
         except BaseException as error:  # reported through health (never SERVING) and the log
@@ -201,7 +223,9 @@ class PriorvizServer:
             return
         self._set_health(health_pb2.HealthCheckResponse.SERVING)
         self.ready.set()
-        log.info("serving", extra={"model": self.default_model, "warm_up_seconds": round(time.perf_counter() - started, 3)})
+        log.info(
+            "serving", extra={"model": self.default_model, "warm_up_seconds": round(time.perf_counter() - started, 3)}
+        )
 
     def stop(self, grace_seconds: float | None = None) -> bool:
         """Graceful shutdown: NOT_SERVING, no new jobs, accepted jobs finish within the grace or are cancelled."""
@@ -211,7 +235,10 @@ class PriorvizServer:
         grace = self.config.grace_seconds if grace_seconds is None else grace_seconds
         self._shutting_down.set()
         self.health.enter_graceful_shutdown()
-        log.info("shutting down", extra={"grace_seconds": grace, "queued": self.jobs.queue_length, "running": self.jobs.running_count})
+        log.info(
+            "shutting down",
+            extra={"grace_seconds": grace, "queued": self.jobs.queue_length, "running": self.jobs.running_count},
+        )
         finished = self.jobs.drain(grace)
         self.jobs.stop(timeout=10.0)
         self._grpc.stop(grace=1.0).wait()
@@ -255,6 +282,7 @@ class PriorvizServer:
             self.metrics.jobs.labels(rpc=rpc, outcome="invalid").inc()
             log.info("request refused", extra={"rpc": rpc, "code": error.code.name, "error": str(error)})
             context.abort(error.code, str(error))
+
         def work(emit: Callable[[object], None], should_stop: Callable[[], bool]) -> None:
             # The thread count is process-wide and anything in the process may change it;
             # set it for every job so a job never runs oversubscribed.
@@ -274,8 +302,15 @@ class PriorvizServer:
             context.abort(grpc.StatusCode.UNAVAILABLE, str(error))
         log.info(
             "job accepted",
-            extra={"job": job.name, "objective": spec.objective.to_text()[:200], "priors": [p.name for p in spec.priors],
-                   "steps": spec.config.steps, "batch": spec.batch, "size": spec.size, "jobs_ahead": ahead},
+            extra={
+                "job": job.name,
+                "objective": spec.objective.to_text()[:200],
+                "priors": [p.name for p in spec.priors],
+                "steps": spec.config.steps,
+                "batch": spec.batch,
+                "size": spec.size,
+                "jobs_ahead": ahead,
+            },
         )
         yield event_type(queued=pb.QueuePosition(jobs_ahead=ahead))
         for event in job.events():
@@ -319,30 +354,85 @@ class PriorvizServer:
 def parse_args(argv: list[str] | None = None) -> ServerConfig:
     defaults, limits = ServerConfig(), Limits()
     parser = argparse.ArgumentParser(prog="priorviz-server", description="Serve priorviz.v1 over gRPC.")
-    parser.add_argument("--host", default=defaults.host, help="address to listen on (default %(default)s; 0.0.0.0: every interface)")
-    parser.add_argument("--port", type=int, default=defaults.port, help="gRPC port (default %(default)s; 0: any free port)")
+    parser.add_argument(
+        "--host", default=defaults.host, help="address to listen on (default %(default)s; 0.0.0.0: every interface)"
+    )
+    parser.add_argument(
+        "--port", type=int, default=defaults.port, help="gRPC port (default %(default)s; 0: any free port)"
+    )
     parser.add_argument("--device", default=None, help="torch device (default: cuda when present, else cpu)")
     parser.add_argument("--workers", type=int, default=defaults.workers, help="jobs run at once (default %(default)s)")
-    parser.add_argument("--max-queue", type=int, default=defaults.max_queue, help="jobs that may wait (default %(default)s)")
-    parser.add_argument("--torch-threads", type=int, default=defaults.torch_threads, help="torch intra-op threads (default %(default)s)")
-    parser.add_argument("--max-image-size", type=int, default=limits.max_image_size, help="largest image side in pixels (default %(default)s)")
-    parser.add_argument("--max-steps", type=int, default=limits.max_steps, help="most optimization steps per prior (default %(default)s)")
-    parser.add_argument("--max-batch", type=int, default=limits.max_batch, help="most images per job (default %(default)s)")
-    parser.add_argument("--max-preview-steps", type=int, default=limits.max_preview_steps, help="most preview steps per job (default %(default)s)")
-    parser.add_argument("--max-compare-priors", type=int, default=limits.max_compare_priors, help="most priors per Compare (default %(default)s)")
+    parser.add_argument(
+        "--max-queue", type=int, default=defaults.max_queue, help="jobs that may wait (default %(default)s)"
+    )
+    parser.add_argument(
+        "--torch-threads", type=int, default=defaults.torch_threads, help="torch intra-op threads (default %(default)s)"
+    )
+    parser.add_argument(
+        "--max-image-size",
+        type=int,
+        default=limits.max_image_size,
+        help="largest image side in pixels (default %(default)s)",
+    )
+    parser.add_argument(
+        "--max-steps",
+        type=int,
+        default=limits.max_steps,
+        help="most optimization steps per prior (default %(default)s)",
+    )
+    parser.add_argument(
+        "--max-batch", type=int, default=limits.max_batch, help="most images per job (default %(default)s)"
+    )
+    parser.add_argument(
+        "--max-preview-steps",
+        type=int,
+        default=limits.max_preview_steps,
+        help="most preview steps per job (default %(default)s)",
+    )
+    parser.add_argument(
+        "--max-compare-priors",
+        type=int,
+        default=limits.max_compare_priors,
+        help="most priors per Compare (default %(default)s)",
+    )
     parser.add_argument("--default-model", default=None, help="model loaded and warmed before SERVING")
     parser.add_argument("--held-out-model", default=defaults.held_out_model, help="transferability model ('none': off)")
     parser.add_argument("--allow-checkpoints", action="store_true", help="let requests load checkpoint:PATH models")
-    parser.add_argument("--token", default=os.environ.get("PRIORVIZ_TOKEN"), help="bearer token required on every call (env PRIORVIZ_TOKEN)")
+    parser.add_argument(
+        "--token",
+        default=os.environ.get("PRIORVIZ_TOKEN"),
+        help="bearer token required on every call (env PRIORVIZ_TOKEN)",
+    )
     parser.add_argument("--tls-cert", default=None, help="PEM certificate chain; with --tls-key serves TLS")
     parser.add_argument("--tls-key", default=None, help="PEM private key")
     parser.add_argument("--metrics-port", type=int, default=None, help="Prometheus endpoint port (default: off)")
-    parser.add_argument("--grace-seconds", type=float, default=defaults.grace_seconds, help="shutdown grace (default %(default)s)")
-    parser.add_argument("--max-message-mb", type=int, default=defaults.max_message_bytes // 2**20, help="gRPC message size limit in MiB (default %(default)s)")
-    parser.add_argument("--keepalive-seconds", type=int, default=defaults.keepalive_seconds, help="interval of server keepalive pings (default %(default)s)")
+    parser.add_argument(
+        "--grace-seconds", type=float, default=defaults.grace_seconds, help="shutdown grace (default %(default)s)"
+    )
+    parser.add_argument(
+        "--max-message-mb",
+        type=int,
+        default=defaults.max_message_bytes // 2**20,
+        help="gRPC message size limit in MiB (default %(default)s)",
+    )
+    parser.add_argument(
+        "--keepalive-seconds",
+        type=int,
+        default=defaults.keepalive_seconds,
+        help="interval of server keepalive pings (default %(default)s)",
+    )
     parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args(argv)
-    for name in ("workers", "torch_threads", "max_image_size", "max_steps", "max_batch", "max_compare_priors", "keepalive_seconds", "max_message_mb"):
+    for name in (
+        "workers",
+        "torch_threads",
+        "max_image_size",
+        "max_steps",
+        "max_batch",
+        "max_compare_priors",
+        "keepalive_seconds",
+        "max_message_mb",
+    ):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
     configure_json_logging(args.log_level)

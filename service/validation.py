@@ -106,14 +106,17 @@ def check_settings(
     steps = settings.steps or RenderConfig().steps
     if not 1 <= steps <= limits.max_steps:
         raise InvalidArgument(
-            "settings.steps", f"must be within 1..{limits.max_steps} (0: the default {RenderConfig().steps}), got {settings.steps}"
+            "settings.steps",
+            f"must be within 1..{limits.max_steps} (0: the default {RenderConfig().steps}), got {settings.steps}",
         )
     learning_rate = settings.learning_rate
     if not math.isfinite(learning_rate) or learning_rate < 0 or learning_rate > 10:
         raise InvalidArgument("settings.learning_rate", f"must be 0 (default) or within (0, 10], got {learning_rate}")
     previews = list(settings.preview_steps)
     if len(previews) > limits.max_preview_steps:
-        raise InvalidArgument("settings.preview_steps", f"at most {limits.max_preview_steps} steps, got {len(previews)}")
+        raise InvalidArgument(
+            "settings.preview_steps", f"at most {limits.max_preview_steps} steps, got {len(previews)}"
+        )
     outside = sorted({step for step in previews if not 1 <= step <= steps})
     if outside:
         raise InvalidArgument("settings.preview_steps", f"steps {outside[:5]} are outside 1..{steps}")
@@ -166,7 +169,9 @@ def check_objective(settings: pb.RenderSettings, model: TargetModel, batch: int,
         if has_tree:
             objective = objective_from_proto(settings.objective, limits.max_objective_nodes, limits.max_objective_depth)
         else:
-            objective = objective_from_text(settings.objective_text, limits.max_objective_nodes, limits.max_objective_depth)
+            objective = objective_from_text(
+                settings.objective_text, limits.max_objective_nodes, limits.max_objective_depth
+            )
     except (ObjectiveSyntaxError, ObjectiveTooLargeError) as error:
         raise InvalidArgument(field, str(error)) from None
     except ValueError as error:
@@ -196,7 +201,9 @@ def check_prior(name: str, options: Mapping[str, str], field: str) -> PriorRun:
         raise InvalidArgument(field, "a prior name is required")
     priors = known_priors()
     if name not in priors:
-        raise NotFound(field, str(PriorNotFoundError(f"unknown prior {name!r}; available: {', '.join(sorted(priors))}")))
+        raise NotFound(
+            field, str(PriorNotFoundError(f"unknown prior {name!r}; available: {', '.join(sorted(priors))}"))
+        )
     info, available = priors[name]
     if not available:
         raise NotFound(field, f"prior {name!r} is registered but its model is not installed on this server")
@@ -218,7 +225,7 @@ def visualize_spec(
 
 
 def default_compare_priors() -> list[str]:
-    """"fourier" plus every available learned prior."""
+    """ "fourier" plus every available learned prior."""
     return ["fourier"] + [name for name, (info, ok) in known_priors().items() if ok and info.kind == PriorKind.LEARNED]
 
 

@@ -42,11 +42,15 @@ def stub_for(server: PriorvizServer) -> Iterator[pb_grpc.VisualizerStub]:
         yield pb_grpc.VisualizerStub(channel)
 
 
-def settings(objective_text: str = "blocks.5:3", *, steps: int = 3, size: int = SMALL, **fields: object) -> pb.RenderSettings:
+def settings(
+    objective_text: str = "blocks.5:3", *, steps: int = 3, size: int = SMALL, **fields: object
+) -> pb.RenderSettings:
     return pb.RenderSettings(objective_text=objective_text, steps=steps, image_size=size, **fields)
 
 
-def visualize(objective_text: str = "blocks.5:3", *, prior: str = "", steps: int = 3, **fields: object) -> pb.VisualizeRequest:
+def visualize(
+    objective_text: str = "blocks.5:3", *, prior: str = "", steps: int = 3, **fields: object
+) -> pb.VisualizeRequest:
     return pb.VisualizeRequest(settings=settings(objective_text, steps=steps, **fields), prior=prior)
 
 

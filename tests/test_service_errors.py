@@ -42,8 +42,17 @@ INVALID = [
     ("settings.statistics_prior_weight", visualize(statistics_prior_weight=-1.0)),
     ("settings.statistics_prior_weight", visualize(statistics_prior_weight=float("inf"))),
     ("settings.objective", pb.VisualizeRequest(settings=pb.RenderSettings(steps=2, image_size=SMALL))),
-    ("settings.objective", pb.VisualizeRequest(settings=pb.RenderSettings(
-        objective_text="logit:1", objective=pb.Objective(class_logit=pb.ClassLogitObjective(index=1)), image_size=SMALL, steps=2))),
+    (
+        "settings.objective",
+        pb.VisualizeRequest(
+            settings=pb.RenderSettings(
+                objective_text="logit:1",
+                objective=pb.Objective(class_logit=pb.ClassLogitObjective(index=1)),
+                image_size=SMALL,
+                steps=2,
+            )
+        ),
+    ),
     ("settings.objective_text", visualize("blocks.5:")),
     ("settings.objective_text", visualize("(" * 1200 + "logit:1" + ")" * 1200)),
     ("settings.objective_text", visualize("1e999*logit:1")),
@@ -53,20 +62,42 @@ INVALID = [
     ("settings.objective_text", visualize("direction:blocks.5:1,2,3")),
     ("settings.objective", _tree(pb.Objective())),
     ("settings.objective.sum.terms", _tree(pb.Objective(sum=pb.SumObjective()))),
-    ("settings.objective.scaled.weight", _tree(pb.Objective(scaled=pb.ScaledObjective(
-        objective=pb.Objective(class_logit=pb.ClassLogitObjective(index=1)), weight=float("inf"))))),
+    (
+        "settings.objective.scaled.weight",
+        _tree(
+            pb.Objective(
+                scaled=pb.ScaledObjective(
+                    objective=pb.Objective(class_logit=pb.ClassLogitObjective(index=1)), weight=float("inf")
+                )
+            )
+        ),
+    ),
     ("settings.objective.channel.layer", _tree(pb.Objective(channel=pb.ChannelObjective(channel=1)))),
-    ("settings.objective.batch_index", _tree(pb.Objective(diversity=pb.DiversityObjective(layer="blocks.5"), batch_index=0))),
+    (
+        "settings.objective.batch_index",
+        _tree(pb.Objective(diversity=pb.DiversityObjective(layer="blocks.5"), batch_index=0)),
+    ),
     ("settings.objective.neuron.x", _tree(pb.Objective(neuron=pb.NeuronObjective(layer="blocks.5", channel=1, x=3)))),
     ("settings.objective", _tree(pb.Objective(channel=pb.ChannelObjective(layer="blocks.5", channel=-1)))),
-    ("settings.objective.direction.vector", _tree(pb.Objective(direction=pb.DirectionObjective(layer="blocks.5", vector=[float("nan")] * 80)))),
-    ("prior_options", pb.VisualizeRequest(settings=settings(steps=2), prior="fourier", prior_options={"no_such_option": "1"})),
-    ("prior_options", pb.VisualizeRequest(settings=settings(steps=2), prior="fourier", prior_options={"decay_power": "9"})),
+    (
+        "settings.objective.direction.vector",
+        _tree(pb.Objective(direction=pb.DirectionObjective(layer="blocks.5", vector=[float("nan")] * 80))),
+    ),
+    (
+        "prior_options",
+        pb.VisualizeRequest(settings=settings(steps=2), prior="fourier", prior_options={"no_such_option": "1"}),
+    ),
+    (
+        "prior_options",
+        pb.VisualizeRequest(settings=settings(steps=2), prior="fourier", prior_options={"decay_power": "9"}),
+    ),
 ]
 
 
 @pytest.mark.parametrize(("field", "request_"), INVALID, ids=[f"{field}-{i}" for i, (field, _) in enumerate(INVALID)])
-def test_malformed_requests_are_invalid_argument_naming_the_field(stub, field: str, request_: pb.VisualizeRequest) -> None:
+def test_malformed_requests_are_invalid_argument_naming_the_field(
+    stub, field: str, request_: pb.VisualizeRequest
+) -> None:
     error = error_of(lambda: stub.Visualize(request_, timeout=30))
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT, error.details()
     assert error.details().startswith(field + ":"), error.details()
@@ -77,7 +108,9 @@ def test_compare_limits_are_invalid_argument(stub) -> None:
     too_many = pb.CompareRequest(settings=settings(steps=2), priors=[pb.PriorChoice(name="fourier")] * 3)
     error = error_of(lambda: stub.Compare(too_many))
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT and error.details().startswith("priors:")
-    bad_option = pb.CompareRequest(settings=settings(steps=2), priors=[pb.PriorChoice(name="pixel", options={"x": "1"})])
+    bad_option = pb.CompareRequest(
+        settings=settings(steps=2), priors=[pb.PriorChoice(name="pixel", options={"x": "1"})]
+    )
     error = error_of(lambda: stub.Compare(bad_option))
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT and error.details().startswith("priors[0].options:")
 
@@ -100,7 +133,9 @@ def test_unknown_model_layer_or_prior_is_not_found(stub, field: str, request_: p
 
 
 def test_describe_and_compare_report_not_found(stub) -> None:
-    assert error_of(lambda: stub.DescribeModel(pb.DescribeModelRequest(model="nope"))).code() == grpc.StatusCode.NOT_FOUND
+    assert (
+        error_of(lambda: stub.DescribeModel(pb.DescribeModelRequest(model="nope"))).code() == grpc.StatusCode.NOT_FOUND
+    )
     request = pb.CompareRequest(settings=settings(steps=2), priors=[pb.PriorChoice(name="nope")])
     error = error_of(lambda: stub.Compare(request))
     assert error.code() == grpc.StatusCode.NOT_FOUND and error.details().startswith("priors[0].name:")
@@ -111,7 +146,10 @@ def test_a_valid_request_still_runs_after_the_errors(stub) -> None:
 
 
 def test_bearer_token_is_required_except_for_health() -> None:
-    with running_server(server_config(token="s3cret")) as server, grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+    with (
+        running_server(server_config(token="s3cret")) as server,
+        grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel,
+    ):
         stub = pb_grpc.VisualizerStub(channel)
         for metadata in (None, [("authorization", "Bearer wrong")], [("authorization", "s3cret")]):
             error = error_of(lambda metadata=metadata: stub.ListModels(pb.ListModelsRequest(), metadata=metadata))
@@ -129,9 +167,26 @@ def test_bearer_token_is_required_except_for_health() -> None:
 def test_tls_serves_a_client_that_trusts_the_certificate(tmp_path) -> None:
     key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
     subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
-         "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
-        check=True, capture_output=True,
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=DNS:localhost,IP:127.0.0.1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
     )
     with running_server(server_config(tls_cert=str(cert), tls_key=str(key))) as server:
         credentials = grpc.ssl_channel_credentials(root_certificates=cert.read_bytes())

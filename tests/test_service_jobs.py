@@ -145,16 +145,36 @@ def test_sigterm_shuts_the_server_process_down_gracefully(tmp_path) -> None:
     log_path = tmp_path / "server.log"
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "service.server", "--host", "127.0.0.1", "--port", "0", "--held-out-model", "none",
-             "--torch-threads", "1", "--grace-seconds", "5"],
-            cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+            [
+                sys.executable,
+                "-m",
+                "service.server",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                "0",
+                "--held-out-model",
+                "none",
+                "--torch-threads",
+                "1",
+                "--grace-seconds",
+                "5",
+            ],
+            cwd=ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
         )
     try:
         wait_until(lambda: '"message": "serving"' in log_path.read_text(), timeout=120, interval=0.2)
         port = int(re.search(r'"message": "listening", "port": (\d+)', log_path.read_text()).group(1))
         probe = subprocess.run(
             [sys.executable, "-m", "service.healthcheck", "--address", f"127.0.0.1:{port}"],
-            cwd=ROOT, capture_output=True, text=True, timeout=60, env={**os.environ, "PYTHONPATH": str(ROOT)},
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
         )
         assert probe.returncode == 0 and probe.stdout.strip() == "SERVING"
         process.send_signal(signal.SIGTERM)

@@ -72,7 +72,9 @@ def test_visualize_streams_queue_progress_previews_then_one_result(stub) -> None
     result = events[-1].result
     assert result.prior == "fourier" and result.prior_kind == pb.PRIOR_KIND_UNCONSTRAINED
     assert result.model == "efficientnet_lite0" and result.objective_text == "blocks.5:3" and result.steps == 6
-    assert len(result.images) == 2 and len(result.traces) == 2 and all(len(trace.values) == 6 for trace in result.traces)
+    assert (
+        len(result.images) == 2 and len(result.traces) == 2 and all(len(trace.values) == 6 for trace in result.traces)
+    )
     for image in result.images:
         decoded = Image.open(io.BytesIO(image.png))
         assert decoded.format == "PNG" and decoded.size == (SMALL, SMALL) and decoded.mode == "RGB"
@@ -88,11 +90,17 @@ def test_visualize_takes_the_objective_as_a_tree(stub) -> None:
         sum=pb.SumObjective(
             terms=[
                 pb.Objective(class_logit=pb.ClassLogitObjective(index=130)),
-                pb.Objective(scaled=pb.ScaledObjective(objective=pb.Objective(channel=pb.ChannelObjective(layer="blocks.3", channel=1)), weight=-0.5)),
+                pb.Objective(
+                    scaled=pb.ScaledObjective(
+                        objective=pb.Objective(channel=pb.ChannelObjective(layer="blocks.3", channel=1)), weight=-0.5
+                    )
+                ),
             ]
         )
     )
-    request = pb.VisualizeRequest(settings=pb.RenderSettings(objective=objective, steps=2, image_size=SMALL, held_out_model="efficientnet_lite1"))
+    request = pb.VisualizeRequest(
+        settings=pb.RenderSettings(objective=objective, steps=2, image_size=SMALL, held_out_model="efficientnet_lite1")
+    )
     result = result_of(stub.Visualize(request))
     assert result.objective_text == "logit:130 - 0.5*blocks.3:1"
     assert 0.0 <= result.image_metrics[0].values["held_out_probability"] <= 1.0
@@ -118,10 +126,15 @@ def test_compare_defaults_to_fourier_and_every_learned_prior(stub) -> None:
     expected = ["fourier"] + [info.name for info in list_priors() if info.kind == PriorKind.LEARNED]
     result = events[-1].result
     assert [item.prior for item in result.results] == expected
-    tagged = [(event.progress.prior, event.progress.prior_index, event.progress.progress.step)
-              for event in events if event.WhichOneof("event") == "progress"]
+    tagged = [
+        (event.progress.prior, event.progress.prior_index, event.progress.progress.step)
+        for event in events
+        if event.WhichOneof("event") == "progress"
+    ]
     assert tagged == [(name, index, step) for index, name in enumerate(expected) for step in (1, 2)]
-    assert all(event.progress.prior_count == len(expected) for event in events if event.WhichOneof("event") == "progress")
+    assert all(
+        event.progress.prior_count == len(expected) for event in events if event.WhichOneof("event") == "progress"
+    )
     assert [event.preview.prior for event in events if event.WhichOneof("event") == "preview"] == expected
     assert all(item.seed == 0 and len(item.images) == 1 and item.image_metrics for item in result.results)
 
@@ -131,7 +144,9 @@ def test_compare_runs_the_requested_priors_in_order_with_the_same_seed(stub) -> 
     request = pb.CompareRequest(settings=settings("blocks.5:3", steps=2, seed=11), priors=priors)
     result = result_of(stub.Compare(request))
     assert [item.prior for item in result.results] == ["pixel", "fourier"]
-    alone = result_of(stub.Visualize(pb.VisualizeRequest(settings=settings("blocks.5:3", steps=2, seed=11), prior="pixel")))
+    alone = result_of(
+        stub.Visualize(pb.VisualizeRequest(settings=settings("blocks.5:3", steps=2, seed=11), prior="pixel"))
+    )
     assert result.results[0].images[0].png == alone.images[0].png
 
 
@@ -160,4 +175,6 @@ def test_statistics_prior_weight_changes_the_images_but_not_the_reported_objecti
     plain = result_of(stub.Visualize(visualize("blocks.5:3", steps=3, seed=2)))
     regularized = result_of(stub.Visualize(visualize("blocks.5:3", steps=3, seed=2, statistics_prior_weight=1.0)))
     assert regularized.images[0].png != plain.images[0].png
-    assert regularized.image_metrics[0].values["objective"] == pytest.approx(regularized.objective_values[0], rel=1e-3, abs=1e-3)
+    assert regularized.image_metrics[0].values["objective"] == pytest.approx(
+        regularized.objective_values[0], rel=1e-3, abs=1e-3
+    )
