@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PY := $(BIN)/python
 
-.PHONY: setup protos test demo clean
+.PHONY: setup protos test demo bench clean
 
 setup: $(BIN)/activate
 	$(PY) -m pip install --quiet --upgrade pip
@@ -40,6 +40,10 @@ test:
 
 demo:
 	$(BIN)/priorviz-render --out out/demo
+
+# priorviz against Lucent (installed into bench/.venv-lucent, not a dependency); see docs/BENCHMARKS.md.
+bench:
+	bash bench/run.sh
 
 clean:
 	rm -rf $(VENV) out build *.egg-info
