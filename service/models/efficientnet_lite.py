@@ -59,6 +59,8 @@ class SameConv2d(nn.Conv2d):
     """Conv2d with TensorFlow "SAME" padding computed for the actual input size.
 
     The padding depends on the input size, and jittered inputs change size every step.
+    When it is the same on both sides (most stride-1 convolutions) the convolution pads by
+    itself, which spares a padded copy of the input in the forward and backward passes.
     """
 
     def forward(self, x: Tensor) -> Tensor:
@@ -68,9 +70,10 @@ class SameConv2d(nn.Conv2d):
         ):
             total = max((math.ceil(size / s) - 1) * s + (k - 1) * d + 1 - size, 0)
             pads += [total // 2, total - total // 2]
-        if any(pads):
-            x = F.pad(x, pads)
-        return F.conv2d(x, self.weight, self.bias, self.stride, 0, self.dilation, self.groups)
+        left, right, top, bottom = pads
+        if left == right and top == bottom:
+            return F.conv2d(x, self.weight, self.bias, self.stride, (top, left), self.dilation, self.groups)
+        return F.conv2d(F.pad(x, pads), self.weight, self.bias, self.stride, 0, self.dilation, self.groups)
 
 
 def _conv_bn(in_ch: int, out_ch: int, kernel: int, stride: int = 1, groups: int = 1) -> tuple[SameConv2d, nn.BatchNorm2d]:
