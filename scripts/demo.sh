@@ -5,8 +5,9 @@
 #   report (PNGs, contact sheet, metrics JSON, self-contained HTML), stop the server.
 #
 # Settings (environment): OUT (default out/report), PORT (50151), STEPS (128) and SIZE (224)
-# per image, OBJECTIVES (two ImageNet classes and two channels). The defaults take a few
-# minutes on two CPU cores after the install; STEPS=512 gives sharper Fourier images.
+# per image, OBJECTIVES (two ImageNet classes and two channels), SETUP=0 to skip the install
+# on a machine that has it. The defaults take a few minutes on two CPU cores after the
+# install; STEPS=512 gives sharper Fourier images.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -18,7 +19,9 @@ SIZE=${SIZE:-224}
 OBJECTIVES=${OBJECTIVES:-"logit:1 logit:130 blocks.10:17 blocks.13:5"}
 THREADS=${THREADS:-$(nproc 2>/dev/null || echo 2)}
 
-make setup
+if [ "${SETUP:-1}" != 0 ]; then
+  make setup
+fi
 
 mkdir -p "$OUT"
 .venv/bin/priorviz-server --host 127.0.0.1 --port "$PORT" --torch-threads "$THREADS" >"$OUT/server.log" 2>&1 &

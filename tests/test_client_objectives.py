@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
 
 import pytest
 from hypothesis import given, settings
@@ -118,3 +120,9 @@ def test_malformed_objectives_fail_before_sending(build: object, message: str) -
 def test_objectives_do_not_mix_with_numbers_by_addition() -> None:
     with pytest.raises(TypeError):
         client.channel("blocks.10", 1) + 1  # type: ignore[operator]
+
+
+def test_the_client_package_does_not_import_torch() -> None:
+    probe = "import sys, priorviz_client, priorviz_client._cli; print('torch' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True)
+    assert done.stdout.strip() == "False"

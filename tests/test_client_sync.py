@@ -83,6 +83,12 @@ def test_visualize_returns_images_traces_metrics_and_previews(client: Client) ->
     assert pickle.loads(pickle.dumps(result)).metrics == result.metrics
 
 
+def test_progress_bar(client: Client, capsys: pytest.CaptureFixture[str]) -> None:
+    client.compare("blocks.5:3", priors=["fourier", "pixel"], steps=3, size=SIDE, progress=True)
+    shown = capsys.readouterr().err
+    assert "fourier (1/2)" in shown and "pixel (2/2)" in shown and "3/3" in shown
+
+
 def test_same_seed_gives_the_same_images(client: Client) -> None:
     first = client.visualize("blocks.5:3", steps=3, size=SIDE, seed=11)
     second = client.visualize("blocks.5:3", steps=3, size=SIDE, seed=11)
