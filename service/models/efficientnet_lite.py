@@ -64,6 +64,12 @@ class SameConv2d(nn.Conv2d):
     """
 
     def forward(self, x: Tensor) -> Tensor:
+        if self.kernel_size == (1, 1) and self.stride == (1, 1) and self.groups == 1 and x.is_contiguous(
+            memory_format=torch.channels_last
+        ):
+            # On channels-last input a 1x1 convolution is one matrix product over the pixels.
+            # PyTorch's CPU convolution takes its slower im2col path for these at batch 1.
+            return F.linear(x.permute(0, 2, 3, 1), self.weight.flatten(1), self.bias).permute(0, 3, 1, 2)
         pads: list[int] = []
         for size, k, s, d in zip(
             reversed(x.shape[-2:]), reversed(self.kernel_size), reversed(self.stride), reversed(self.dilation)
