@@ -22,7 +22,7 @@ from service.models.checkpoint import CheckpointError
 from service.models.registry import ModelNotFoundError, ModelWeightsUnavailableError
 from service.models.target import TargetModel, UnknownLayerError
 from service.objective_text import ObjectiveSyntaxError
-from service.objectives import Objective, validate_objective
+from service.objectives import Diversity, Objective, Scaled, Sum, validate_objective
 from service.render import RenderConfig
 from service.transforms import NO_TRANSFORMS, standard_transforms
 from service.wire import ObjectiveTooLargeError, objective_from_proto, objective_from_text, prior_options_from_wire
@@ -186,7 +186,18 @@ def check_objective(settings: pb.RenderSettings, model: TargetModel, batch: int,
         validate_objective(objective, channels, model.num_classes, batch)
     except (ValueError, KeyError) as error:
         raise InvalidArgument(field, str(error).strip("'\"")) from None
+    if batch < 2 and _has_diversity(objective):
+        # With one image the term is a constant 0: nothing to compare, and no gradient to follow.
+        raise InvalidArgument(field, "diversity compares the images of a batch; it needs settings.batch >= 2")
     return objective
+
+
+def _has_diversity(objective: Objective) -> bool:
+    if isinstance(objective, Sum):
+        return any(_has_diversity(term) for term in objective.terms)
+    if isinstance(objective, Scaled):
+        return _has_diversity(objective.objective)
+    return isinstance(objective, Diversity)
 
 
 def known_priors() -> dict[str, tuple[PriorInfo, bool]]:

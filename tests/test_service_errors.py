@@ -60,6 +60,8 @@ INVALID = [
     ("settings.objective_text", visualize("logit:1000")),
     ("settings.objective_text", visualize("logit:1#5")),
     ("settings.objective_text", visualize("direction:blocks.5:1,2,3")),
+    ("settings.objective_text", visualize("blocks.5:1 + diversity:blocks.5")),
+    ("settings.objective", _tree(pb.Objective(diversity=pb.DiversityObjective(layer="blocks.5")))),
     ("settings.objective", _tree(pb.Objective())),
     ("settings.objective.sum.terms", _tree(pb.Objective(sum=pb.SumObjective()))),
     (
