@@ -24,6 +24,8 @@ import torch
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from priors.diffusers_loading import DiffusersModelError
+from priors.diffusers_priors import register_diffusers_prior
 from service import metrics as result_metrics
 from service._proto.priorviz.v1 import priorviz_pb2 as pb
 from service._proto.priorviz.v1 import priorviz_pb2_grpc as pb_grpc
@@ -351,7 +353,8 @@ class PriorvizServer:
             log.info("job finished", extra=extra | ({"error": str(error)} if error else {}))
 
 
-def parse_args(argv: list[str] | None = None) -> ServerConfig:
+def parse_args(argv: list[str] | None = None) -> tuple[ServerConfig, list[str]]:
+    """The server's configuration, and the diffusers priors to register before it starts."""
     defaults, limits = ServerConfig(), Limits()
     parser = argparse.ArgumentParser(prog="priorviz-server", description="Serve priorviz.v1 over gRPC.")
     parser.add_argument(
@@ -399,6 +402,14 @@ def parse_args(argv: list[str] | None = None) -> ServerConfig:
     parser.add_argument("--held-out-model", default=defaults.held_out_model, help="transferability model ('none': off)")
     parser.add_argument("--allow-checkpoints", action="store_true", help="let requests load checkpoint:PATH models")
     parser.add_argument(
+        "--diffusers-prior",
+        action="append",
+        default=[],
+        metavar="NAME=KIND:SOURCE",
+        help="offer a local diffusers model as a learned prior; KIND: autoencoder_kl, autoencoder_tiny, vq or unet "
+        "(repeatable)",
+    )
+    parser.add_argument(
         "--token",
         default=os.environ.get("PRIORVIZ_TOKEN"),
         help="bearer token required on every call (env PRIORVIZ_TOKEN)",
@@ -436,7 +447,7 @@ def parse_args(argv: list[str] | None = None) -> ServerConfig:
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
     configure_json_logging(args.log_level)
-    return ServerConfig(
+    config = ServerConfig(
         host=args.host,
         port=args.port,
         device=args.device,
@@ -462,10 +473,36 @@ def parse_args(argv: list[str] | None = None) -> ServerConfig:
         max_message_bytes=args.max_message_mb * 2**20,
         keepalive_seconds=args.keepalive_seconds,
     )
+    return config, args.diffusers_prior
+
+
+def register_diffusers_priors(specs: list[str]) -> list[str]:
+    """Register each ``NAME=KIND:SOURCE`` (a diffusers model directory or cached hub id); returns the names.
+
+    KIND is one of ``priors.diffusers_priors.DIFFUSERS_KINDS``. Nothing is downloaded.
+    """
+    names = []
+    for spec in specs:
+        name, _, rest = spec.partition("=")
+        kind, _, source = rest.partition(":")
+        if not (name and kind and source):
+            raise ValueError(f"--diffusers-prior {spec!r}: expected NAME=KIND:SOURCE")
+        try:
+            register_diffusers_prior(name, source, kind)
+        except (DiffusersModelError, ValueError) as error:
+            raise ValueError(f"--diffusers-prior {spec!r}: {error}") from None
+        names.append(name)
+    return names
 
 
 def main(argv: list[str] | None = None) -> None:
-    config = parse_args(argv)
+    config, diffusers_priors = parse_args(argv)
+    try:
+        registered = register_diffusers_priors(diffusers_priors)
+    except ValueError as error:
+        raise SystemExit(f"priorviz-server: {error}") from None
+    if registered:
+        log.info("diffusers priors registered", extra={"priors": registered})
     server = PriorvizServer(config).start()
     stop_requested = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import io
+import uuid
 
 import grpc
 import pytest
+import torch
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from PIL import Image
@@ -15,6 +17,7 @@ from priors.base import PriorKind, list_priors
 from service import healthcheck
 from service._proto.priorviz.v1 import priorviz_pb2 as pb
 from service.metrics import METRIC_DESCRIPTIONS
+from service.server import register_diffusers_priors
 
 
 @pytest.fixture(scope="module")
@@ -178,3 +181,25 @@ def test_statistics_prior_weight_changes_the_images_but_not_the_reported_objecti
     assert regularized.image_metrics[0].values["objective"] == pytest.approx(
         regularized.objective_values[0], rel=1e-3, abs=1e-3
     )
+
+
+def test_a_diffusers_model_given_on_the_command_line_is_offered_and_renders(stub, tmp_path) -> None:
+    from diffusers import AutoencoderTiny
+
+    torch.manual_seed(0)
+    AutoencoderTiny(
+        encoder_block_out_channels=(8, 8),
+        decoder_block_out_channels=(8, 8),
+        num_encoder_blocks=(1, 1),
+        num_decoder_blocks=(1, 1),
+        latent_channels=4,
+    ).save_pretrained(tmp_path / "tiny")
+    name = f"tiny_vae_{uuid.uuid4().hex[:8]}"
+    assert register_diffusers_priors([f"{name}=autoencoder_tiny:{tmp_path / 'tiny'}"]) == [name]
+    listed = {prior.name: prior for prior in stub.ListPriors(pb.ListPriorsRequest()).priors}
+    assert listed[name].kind == pb.PRIOR_KIND_LEARNED
+    result = result_of(stub.Visualize(visualize("logit:1", prior=name, steps=2)))
+    assert result.prior == name and result.prior_kind == pb.PRIOR_KIND_LEARNED and len(result.images) == 1
+    for bad in ("no_equals_sign", f"x=autoencoder_tiny:{tmp_path / 'missing'}", f"{name}=autoencoder_tiny:{tmp_path}"):
+        with pytest.raises(ValueError, match="--diffusers-prior"):
+            register_diffusers_priors([bad])
