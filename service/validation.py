@@ -251,7 +251,8 @@ def compare_spec(
             for index, choice in enumerate(request.priors)
         ]
     else:
-        priors = [check_prior(name, {}, "priors") for name in default_compare_priors()[: limits.max_compare_priors]]
+        # The default is every prior this server's operator offers, so the per-request limit does not cut it.
+        priors = [check_prior(name, {}, "priors") for name in default_compare_priors()]
     spec = check_settings(request.settings, limits, loader, default_model, default_held_out)
     return replace(spec, priors=tuple(priors))
 
