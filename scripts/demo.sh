@@ -4,20 +4,23 @@
 #   health is SERVING, run `priorviz compare` for a few classes and channels, write the
 #   report (PNGs, contact sheet, metrics JSON, self-contained HTML), stop the server.
 #
-# Settings (environment): OUT (default out/report), PORT (50151), STEPS (128) and SIZE (224)
-# per image, OBJECTIVES (two ImageNet classes and two channels), SETUP=0 to skip the install
-# on a machine that has it. The defaults take a few minutes on two CPU cores after the
-# install; STEPS=512 gives sharper Fourier images.
+# Settings (environment): OUT (default out/report), PORT (50151), STEPS (128) and SIZE (160)
+# per image, OBJECTIVES (two ImageNet classes and two channels), THREADS (torch threads of
+# the server, 1), SETUP=0 to skip the install on a machine that has it. The defaults take a
+# few minutes on two CPU cores after the install (each objective under Fourier and the face
+# GAN, 128 steps each); STEPS=512 SIZE=224 gives sharper Fourier images in about 4x the time.
+# One torch thread is the default because a second one slowed steps more than tenfold on a
+# shared, busy machine; on an idle machine THREADS=2 is somewhat faster.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 OUT=${OUT:-out/report}
 PORT=${PORT:-50151}
 STEPS=${STEPS:-128}
-SIZE=${SIZE:-224}
+SIZE=${SIZE:-160}
 # logit:1 goldfish, logit:130 flamingo; two channels of middle blocks of EfficientNet-Lite0.
 OBJECTIVES=${OBJECTIVES:-"logit:1 logit:130 blocks.10:17 blocks.13:5"}
-THREADS=${THREADS:-$(nproc 2>/dev/null || echo 2)}
+THREADS=${THREADS:-1}
 
 if [ "${SETUP:-1}" != 0 ]; then
   make setup

@@ -176,10 +176,10 @@ def _runs_within(client: Client, seconds: float) -> bool:
 def test_listings_retry_until_a_late_server_is_up() -> None:
     port = free_port()
     holder: dict[str, PriorvizServer] = {}
-    starter = threading.Timer(1.0, lambda: holder.setdefault("server", PriorvizServer(loopback_config(port=port)).start()))
+    starter = threading.Timer(0.5, lambda: holder.setdefault("server", PriorvizServer(loopback_config(port=port)).start()))
     starter.start()
     try:
-        with Client(f"127.0.0.1:{port}", retry=RetryPolicy(max_attempts=10, initial_backoff=0.2, max_backoff=1.0)) as client:
+        with Client(f"127.0.0.1:{port}", retry=RetryPolicy(max_attempts=20, initial_backoff=0.2, max_backoff=1.0)) as client:
             assert client.models()[0].name == "efficientnet_lite0"
     finally:
         starter.join()

@@ -58,6 +58,9 @@ def _add_render_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--preview-steps", type=_steps_list, default=[], help="steps to stream previews at, e.g. 32,64")
     group.add_argument("--no-transforms", action="store_true", help="optimize without random transforms")
     group.add_argument("--held-out-model", help="model for the transferability metric; 'none' skips it")
+    group.add_argument(
+        "--statistics-prior-weight", type=float, help="add the batch-norm statistics prior (DeepInversion) with this weight"
+    )
     group.add_argument("--deadline", type=float, help="seconds after which the server stops the job")
     group.add_argument("--no-progress", action="store_true", help="no progress bars")
 
@@ -123,7 +126,7 @@ def _client(args: argparse.Namespace) -> Client:
 
 def _render_options(args: argparse.Namespace) -> RenderOptions:
     options: RenderOptions = {"batch": args.batch, "seed": args.seed, "transforms": not args.no_transforms}
-    for name in ("model", "steps", "size", "learning_rate", "held_out_model"):
+    for name in ("model", "steps", "size", "learning_rate", "held_out_model", "statistics_prior_weight"):
         value = getattr(args, name)
         if value is not None:
             options[name] = value  # type: ignore[literal-required]

@@ -14,6 +14,7 @@ TARGET_ENV = "PRIORVIZ_TARGET"
 TOKEN_ENV = "PRIORVIZ_TOKEN"
 DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 """A batch of large PNGs plus previews easily passes gRPC's 4 MiB default."""
+KEEPALIVE_MS = 30_000
 DEFAULT_UNARY_TIMEOUT = 30.0
 """Listing calls answer in milliseconds; a stuck server should not hang a caller forever."""
 
@@ -100,6 +101,16 @@ class Connection:
         options: list[tuple[str, object]] = [
             ("grpc.max_receive_message_length", self.max_message_bytes),
             ("grpc.max_send_message_length", self.max_message_bytes),
+            # Pings keep a quiet stream (a job waiting in the queue) open through proxies and
+            # notice a dead server; the server accepts one every 10 s at most.
+            ("grpc.keepalive_time_ms", KEEPALIVE_MS),
+            ("grpc.keepalive_timeout_ms", 20_000),
+            # After a failed connection the channel fails calls fast until its next reconnect
+            # attempt; keeping that gap within the retry backoff lets a retry find a server that
+            # came up meanwhile (gRPC's own default grows to two minutes).
+            ("grpc.initial_reconnect_backoff_ms", max(int(self.retry.initial_backoff * 1000), 100)),
+            ("grpc.min_reconnect_backoff_ms", max(int(self.retry.initial_backoff * 1000), 100)),
+            ("grpc.max_reconnect_backoff_ms", max(int(self.retry.max_backoff * 1000), 100)),
         ]
         if self.server_name:
             options.append(("grpc.ssl_target_name_override", self.server_name))

@@ -34,6 +34,8 @@ class RenderOptions(TypedDict, total=False):
     """Random pad/jitter/scale/rotate at every step (default True)."""
     held_out_model: str
     """Model measuring transferability; "none" skips that metric (default: the server's)."""
+    statistics_prior_weight: float
+    """Weight of the batch-norm statistics prior (DeepInversion) added to every prior of the job; 0 is off."""
 
 
 def render_settings(objective: Objective | str, options: RenderOptions) -> pb.RenderSettings:
@@ -50,6 +52,7 @@ def render_settings(objective: Objective | str, options: RenderOptions) -> pb.Re
         preview_steps=list(options.get("preview_steps", ())),
         transforms=pb.TRANSFORM_MODE_STANDARD if options.get("transforms", True) else pb.TRANSFORM_MODE_NONE,
         held_out_model=options.get("held_out_model") or "",
+        statistics_prior_weight=options.get("statistics_prior_weight") or 0.0,
     )
     if isinstance(objective, Objective):
         settings.objective.CopyFrom(objective_to_proto(objective))
