@@ -127,7 +127,7 @@ def _run_prior(
     except RenderCancelled:
         raise
     except Exception as error:
-        request_error = engine_error(error, started=last_step[1] > 0)
+        request_error = engine_error(error, started=last_step[1] > 0, prior=prior)
         if request_error is None:
             raise
         raise request_error from error

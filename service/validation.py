@@ -56,6 +56,9 @@ class PriorRun:
     name: str
     kind: PriorKind
     options: Mapping[str, object]
+    name_field: str = "prior"
+    """The request field the prior's name came from, for error messages."""
+    options_field: str = "prior_options"
 
 
 @dataclass(frozen=True)
@@ -206,8 +209,8 @@ def known_priors() -> dict[str, tuple[PriorInfo, bool]]:
     return {info.name: (info, info.name in available) for info in list_priors(only_available=False)}
 
 
-def check_prior(name: str, options: Mapping[str, str], field: str) -> PriorRun:
-    """A known, available prior with option names it accepts."""
+def check_prior(name: str, options: Mapping[str, str], field: str, options_field: str) -> PriorRun:
+    """A known, available prior with option names it accepts; the fields name where each came from."""
     if not name:
         raise InvalidArgument(field, "a prior name is required")
     priors = known_priors()
@@ -221,16 +224,15 @@ def check_prior(name: str, options: Mapping[str, str], field: str) -> PriorRun:
     unknown = sorted(set(options) - set(info.options))
     if unknown:
         raise InvalidArgument(
-            field.rsplit(".", 1)[0] + ".options" if field.endswith(".name") else "prior_options",
-            f"prior {name!r} does not take {unknown[:5]}; it takes {sorted(info.options)}",
+            options_field, f"prior {name!r} does not take {unknown[:5]}; it takes {sorted(info.options)}"
         )
-    return PriorRun(name, info.kind, prior_options_from_wire(options))
+    return PriorRun(name, info.kind, prior_options_from_wire(options), field, options_field)
 
 
 def visualize_spec(
     request: pb.VisualizeRequest, limits: Limits, loader: ModelLoader, default_model: str, default_held_out: str
 ) -> JobSpec:
-    prior = check_prior(request.prior or "fourier", request.prior_options, "prior")
+    prior = check_prior(request.prior or "fourier", request.prior_options, "prior", "prior_options")
     spec = check_settings(request.settings, limits, loader, default_model, default_held_out)
     return replace(spec, priors=(prior,))
 
@@ -247,26 +249,26 @@ def compare_spec(
         raise InvalidArgument("priors", f"at most {limits.max_compare_priors} priors, got {len(request.priors)}")
     if request.priors:
         priors = [
-            check_prior(choice.name, choice.options, f"priors[{index}].name")
+            check_prior(choice.name, choice.options, f"priors[{index}].name", f"priors[{index}].options")
             for index, choice in enumerate(request.priors)
         ]
     else:
         # The default is every prior this server's operator offers, so the per-request limit does not cut it.
-        priors = [check_prior(name, {}, "priors") for name in default_compare_priors()]
+        priors = [check_prior(name, {}, "priors", "priors") for name in default_compare_priors()]
     spec = check_settings(request.settings, limits, loader, default_model, default_held_out)
     return replace(spec, priors=tuple(priors))
 
 
-def engine_error(error: Exception, started: bool) -> RequestError | None:
+def engine_error(error: Exception, started: bool, prior: PriorRun) -> RequestError | None:
     """The request error behind an engine exception raised inside a job, or None for a server fault.
 
     Before the first step, a ValueError or TypeError comes from building the prior with the
     request's options (e.g. a decay power out of range): the request's fault.
     """
     if isinstance(error, PriorNotFoundError):
-        return NotFound("prior", str(error))
+        return NotFound(prior.name_field, str(error))
     if isinstance(error, UnknownLayerError):
         return NotFound("settings.objective", str(error))
     if not started and isinstance(error, ValueError | TypeError):
-        return InvalidArgument("prior_options", str(error))
+        return InvalidArgument(prior.options_field, str(error))
     return None

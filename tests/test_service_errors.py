@@ -115,6 +115,12 @@ def test_compare_limits_are_invalid_argument(stub) -> None:
     )
     error = error_of(lambda: stub.Compare(bad_option))
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT and error.details().startswith("priors[0].options:")
+    bad_value = pb.CompareRequest(
+        settings=settings(steps=2),
+        priors=[pb.PriorChoice(name="pixel"), pb.PriorChoice(name="fourier", options={"decay_power": "9"})],
+    )
+    error = error_of(lambda: stub.Compare(bad_value))
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT and error.details().startswith("priors[1].options:")
 
 
 NOT_FOUND = [
