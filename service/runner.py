@@ -42,9 +42,13 @@ def replica(model: TargetModel) -> TargetModel:
     key = (id(model), index)
     with _replicas_lock:
         if key not in _replicas:
+            module = copy.deepcopy(model.module)
+            for submodule in module.modules():  # drop hooks of a job running on the original right now
+                submodule._forward_hooks.clear()
+                submodule._forward_pre_hooks.clear()
             _replicas[key] = TargetModel(
                 model.name,
-                copy.deepcopy(model.module),
+                module,
                 input_size=model.input_size,
                 normalization=model.normalization,
                 class_names=model.class_names,
