@@ -130,9 +130,15 @@ def summarize(case: Case, repeats: list[dict]) -> dict:
             "job_rss_mb": spread([r["peak_rss_mb"] - r["baseline_rss_mb"] for r in runs]),
             "objective_mean": spread([statistics.mean(r["objective"]) for r in runs]),
         }
-    ours = [r["priorviz"] for r in repeats]
-    summary["priorviz"]["floor_step_s"] = spread([r["floor_step_s_median"] for r in ours])
-    summary["priorviz"]["loop_over_floor"] = spread([(r["wall_s"] / r["steps"]) / r["floor_step_s_median"] for r in ours])
+    for peer in ("priorviz", "lucent"):
+        runs = [r[peer] for r in repeats]
+        step_seconds = [r["wall_s"] / r["image_steps"] * (len(case.channels) if peer == "priorviz" else 1) for r in runs]
+        summary[peer]["floor_step_s"] = spread([r["floor_step_s_median"] for r in runs])
+        summary[peer]["loop_over_floor"] = spread([step / r["floor_step_s_median"] for step, r in zip(step_seconds, runs)])
+    images_per_step = len(case.channels)
+    summary["floor_ratio_per_image"] = spread(
+        [r["lucent"]["floor_step_s_median"] / (r["priorviz"]["floor_step_s_median"] / images_per_step) for r in repeats]
+    )
     summary["speedup_wall"] = spread([r["lucent"]["wall_s"] / r["priorviz"]["wall_s"] for r in repeats])
     summary["speedup_cpu"] = spread([r["lucent"]["cpu_s"] / r["priorviz"]["cpu_s"] for r in repeats])
     return summary
@@ -148,9 +154,11 @@ def print_summary(summary: dict) -> None:
         s = summary[peer]
         print(f"  {peer:9s} {fmt(s['wall_s']):>24s} {fmt(s['image_steps_per_s'], 2):>22s} {fmt(s['peak_rss_mb'], 0):>24s} {fmt(s['objective_mean'], 2):>28s}")
     print(f"  speed-up (Lucent wall / priorviz wall, per repeat): {fmt(summary['speedup_wall'], 2)}; CPU time: {fmt(summary['speedup_cpu'], 2)}")
-    p = summary["priorviz"]
-    print(f"  floor (truncated forward+backward per step): {fmt({k: v * 1000 for k, v in p['floor_step_s'].items()})} ms; "
-          f"loop step / floor: {fmt(p['loop_over_floor'], 2)}")
+    for peer, what in (("priorviz", "forward stopped at the layer + backward"), ("lucent", "whole forward + backward from the layer")):
+        p = summary[peer]
+        print(f"  {peer} floor ({what}), one step: {fmt({k: v * 1000 for k, v in p['floor_step_s'].items()})} ms; "
+              f"its loop step / its floor: {fmt(p['loop_over_floor'], 2)}")
+    print(f"  Lucent floor / priorviz floor, per image: {fmt(summary['floor_ratio_per_image'], 2)}")
 
 
 def main() -> None:

@@ -20,6 +20,7 @@ import argparse
 import importlib.util
 import json
 import resource
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -51,6 +52,31 @@ class MinusOneToOne(nn.Module):
         return self.net(images * 2.0 - 1.0)
 
 
+LUCENT_FLOOR_SIDE = 255
+"""Mean side of what Lucent's standard transforms feed the network from a 224 image: pad 12
+gives 248, its jitter translates without cropping, and its random scale pads back to 248
+below 1 and grows the image above 1 (up to 273)."""
+
+
+def floor_seconds(model: nn.Module, layer_module: nn.Module, channel: int, repeats: int) -> list[float]:
+    """What one Lucent step cannot beat: the whole forward pass (Lucent never stops it
+    early) and the backward pass from the hooked layer to the image."""
+    captured: list[Tensor] = []
+    handle = layer_module.register_forward_hook(lambda _module, _inputs, output: captured.append(output))
+    images = torch.rand(1, 3, LUCENT_FLOOR_SIDE, LUCENT_FLOOR_SIDE, generator=torch.Generator().manual_seed(0))
+    times = []
+    try:
+        for _ in range(repeats):
+            captured.clear()
+            started = time.perf_counter()
+            model(images.detach().requires_grad_(True))
+            captured[0][:, channel].mean().backward()
+            times.append(time.perf_counter() - started)
+    finally:
+        handle.remove()
+    return times
+
+
 def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
@@ -63,7 +89,8 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=224)
     parser.add_argument("--steps", type=int, default=256)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--floor-repeats", type=int, default=12)
     parser.add_argument("--images-out", required=True, help="where the final images go (.pt, NCHW in [0, 1])")
     args = parser.parse_args()
 
@@ -102,17 +129,22 @@ def main() -> None:
         finals.append(job(channel, args.steps))
     wall, cpu = time.perf_counter() - started_wall, time.process_time() - started_cpu
 
+    job_rss = peak_rss_mb()
     images = torch.from_numpy(np.concatenate(finals)).permute(0, 3, 1, 2).contiguous()
     torch.save(images, args.images_out)
+    floor = floor_seconds(model, net.get_submodule(args.layer), channels[0], args.floor_repeats)
     json.dump(
         {
             "peer": "lucent",
             "wall_s": wall,
             "cpu_s": cpu,
             "steps": args.steps * len(channels),
-            "peak_rss_mb": peak_rss_mb(),
+            "peak_rss_mb": job_rss,
             "baseline_rss_mb": baseline_rss,
             "threads": torch.get_num_threads(),
+            "floor_step_s_median": statistics.median(floor),
+            "floor_step_s_min": min(floor),
+            "floor_side": LUCENT_FLOOR_SIDE,
         },
         sys.stdout,
     )

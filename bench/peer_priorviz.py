@@ -57,7 +57,7 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=224)
     parser.add_argument("--steps", type=int, default=256)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--floor-repeats", type=int, default=12)
     parser.add_argument("--images-out", required=True, help="where the final images go (.pt, NCHW in [0, 1])")
     args = parser.parse_args()
