@@ -50,6 +50,7 @@ def test_a_cancelled_500_step_job_frees_its_worker_within_a_second() -> None:
         freed_after = wait_until(lambda: server.jobs.running_count == 0, timeout=5)
         assert freed_after < 1.0
         assert long_job.join(5) == grpc.StatusCode.CANCELLED
+        assert server.load_model("efficientnet_lite0").hook_count() == 0
         started = time.monotonic()
         assert result_of(stub.Visualize(visualize(steps=2))).images
         assert time.monotonic() - started < 5
