@@ -26,6 +26,8 @@ from service.server import PriorvizServer
 PRIORVIZ = Path(sys.executable).with_name("priorviz")
 FRAME = 3
 """Border width of each image in the report, in CSS pixels."""
+CONTACT_CELL = 192
+"""Side of each image on the contact sheet (its default), inside a one-pixel frame."""
 
 
 @pytest.fixture(scope="module")
@@ -94,8 +96,12 @@ def test_compare_writes_pngs_sheet_json_and_report(compared: tuple[Path, list[st
             assert Image.open(out / image["file"]).size == (SIDE, SIDE)
             assert image["metrics"]["objective"] == pytest.approx(image["objective_value"], rel=1e-4)
             assert len(image["trace"]) == 4
-    sheet = Image.open(out / "contact_sheet.png")
-    assert sheet.width >= len(priors) * SIDE and sheet.height >= 2 * SIDE
+    sheet = np.asarray(Image.open(out / "contact_sheet.png").convert("RGB"))
+    cells = _framed_regions(sheet, inner=CONTACT_CELL, border=1)
+    pngs = sorted(out.glob("*/*.png"))
+    assert len(cells) == len(pngs) == 2 * len(priors)
+    for png in pngs:
+        assert min(_difference(cell, Image.open(png)) for cell in cells) < 6, f"{png.name} is not on the contact sheet"
 
 
 def test_report_is_self_contained(compared: tuple[Path, list[str]]) -> None:
@@ -122,7 +128,7 @@ def test_report_shows_every_image_in_chromium(compared: tuple[Path, list[str]], 
          f"--screenshot={screenshot}", (out / "report.html").as_uri()],
         capture_output=True, timeout=90, check=True,
     )
-    shown = _framed_regions(np.asarray(Image.open(screenshot).convert("RGB")))
+    shown = _framed_regions(np.asarray(Image.open(screenshot).convert("RGB")), inner=DISPLAY_SIZE, border=FRAME)
     pngs = sorted(out.glob("*/*.png"))
     assert len(shown) == len(pngs), f"{len(shown)} framed images on screen for {len(pngs)} PNGs"
     for png in pngs:
@@ -130,16 +136,16 @@ def test_report_shows_every_image_in_chromium(compared: tuple[Path, list[str]], 
         assert min(errors) < 12, f"{png.name} is not shown in the report (closest region differs by {min(errors):.1f})"
 
 
-def _framed_regions(screenshot: np.ndarray) -> list[np.ndarray]:
-    """The insides of the report's image frames: exact kind-coloured rectangles of the display size."""
+def _framed_regions(picture: np.ndarray, inner: int, border: int) -> list[np.ndarray]:
+    """The insides of image frames: rectangles drawn exactly in a prior kind's colour around ``inner`` pixels."""
     regions = []
-    side = DISPLAY_SIZE + 2 * FRAME
+    side = inner + 2 * border
     for kind in (PriorKind.UNCONSTRAINED, PriorKind.LEARNED):
-        mask = np.all(screenshot == KIND_COLOURS[kind], axis=-1)
+        mask = np.all(picture == KIND_COLOURS[kind], axis=-1)
         labels, _ = ndimage.label(mask)
         for rows, columns in ndimage.find_objects(labels):
             if abs(rows.stop - rows.start - side) <= 1 and abs(columns.stop - columns.start - side) <= 1:
-                regions.append(screenshot[rows.start + FRAME:rows.stop - FRAME, columns.start + FRAME:columns.stop - FRAME])
+                regions.append(picture[rows.start + border:rows.stop - border, columns.start + border:columns.stop - border])
     return regions
 
 
