@@ -38,11 +38,17 @@ stop_server() {
 trap stop_server EXIT
 
 export PRIORVIZ_TARGET="127.0.0.1:$PORT"
-if ! .venv/bin/priorviz health --wait 300; then
-  echo "the server did not become SERVING; its log:" >&2
-  tail -n 20 "$OUT/server.log" >&2
-  exit 1
-fi
+echo "waiting for the server to load and warm its default model (health SERVING)..."
+waited=0
+until .venv/bin/priorviz health >/dev/null 2>&1; do
+  if ! kill -0 "$server" 2>/dev/null || [ "$waited" -ge 300 ]; then
+    echo "the server did not become SERVING; the end of $OUT/server.log:" >&2
+    tail -n 20 "$OUT/server.log" >&2
+    exit 1
+  fi
+  sleep 1
+  waited=$((waited + 1))
+done
 
 # shellcheck disable=SC2086  # OBJECTIVES is a list of words on purpose
 time .venv/bin/priorviz compare $OBJECTIVES --steps "$STEPS" --size "$SIZE" --out "$OUT"
