@@ -20,12 +20,10 @@ from scipy import ndimage
 from client_server import SIDE, serving
 from priorviz_client import Client, PriorKind
 from priorviz_client._contact_sheet import KIND_COLOURS
-from priorviz_client._report import DISPLAY_SIZE
+from priorviz_client._report import DISPLAY_SIZE, FRAME_WIDTH
 from service.server import PriorvizServer
 
 PRIORVIZ = Path(sys.executable).with_name("priorviz")
-FRAME = 3
-"""Border width of each image in the report, in CSS pixels."""
 CONTACT_CELL = 192
 """Side of each image on the contact sheet (its default), inside a one-pixel frame."""
 
@@ -39,7 +37,10 @@ def server() -> Iterator[PriorvizServer]:
 def run_cli(server: PriorvizServer, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [str(PRIORVIZ), "--target", f"127.0.0.1:{server.port}", *args],
-        capture_output=True, text=True, timeout=120, check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
 
 
@@ -50,8 +51,20 @@ def compared(server: PriorvizServer, tmp_path_factory: pytest.TempPathFactory) -
         priors = [prior.name for prior in client.priors()]
     out = tmp_path_factory.mktemp("compare")
     prior_args = [argument for name in priors for argument in ("--prior", name)]
-    done = run_cli(server, "compare", "logit:1", "blocks.5:3", *prior_args,
-                   "--steps", "4", "--size", str(SIDE), "--no-progress", "--out", str(out))
+    done = run_cli(
+        server,
+        "compare",
+        "logit:1",
+        "blocks.5:3",
+        *prior_args,
+        "--steps",
+        "4",
+        "--size",
+        str(SIDE),
+        "--no-progress",
+        "--out",
+        str(out),
+    )
     assert done.returncode == 0, done.stderr
     return out, priors
 
@@ -75,8 +88,22 @@ def test_errors_exit_with_one_line(server: PriorvizServer, tmp_path: Path) -> No
 
 
 def test_visualize_writes_images_and_metrics(server: PriorvizServer, tmp_path: Path) -> None:
-    done = run_cli(server, "visualize", "blocks.5:3 - 0.5*blocks.5:4", "--prior", "pixel", "--batch", "2",
-                   "--steps", "3", "--size", str(SIDE), "--no-progress", "--out", str(tmp_path))
+    done = run_cli(
+        server,
+        "visualize",
+        "blocks.5:3 - 0.5*blocks.5:4",
+        "--prior",
+        "pixel",
+        "--batch",
+        "2",
+        "--steps",
+        "3",
+        "--size",
+        str(SIDE),
+        "--no-progress",
+        "--out",
+        str(tmp_path),
+    )
     assert done.returncode == 0, done.stderr
     record = json.loads((tmp_path / "metrics.json").read_text())["results"][0]
     assert (record["prior"], record["kind"], record["steps"]) == ("pixel", "unconstrained", 3)
@@ -122,13 +149,27 @@ def test_report_shows_every_image_in_chromium(compared: tuple[Path, list[str]], 
     out, _ = compared
     screenshot = tmp_path / "report.png"
     subprocess.run(
-        [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}",
-         "--hide-scrollbars", "--force-device-scale-factor=1", "--window-size=1400,2400",
-         f"--screenshot={screenshot}", (out / "report.html").as_uri()],
-        capture_output=True, timeout=90, check=True,
+        [
+            chromium,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
+            f"--user-data-dir={tmp_path / 'profile'}",
+            "--hide-scrollbars",
+            "--force-device-scale-factor=1",
+            "--window-size=1400,2400",
+            f"--screenshot={screenshot}",
+            (out / "report.html").as_uri(),
+        ],
+        capture_output=True,
+        timeout=90,
+        check=True,
     )
-    shown = _framed_regions(np.asarray(Image.open(screenshot).convert("RGB")), inner=DISPLAY_SIZE, border=FRAME)
+    shown = _framed_regions(np.asarray(Image.open(screenshot).convert("RGB")), inner=DISPLAY_SIZE, border=FRAME_WIDTH)
     pngs = sorted(out.glob("*/*.png"))
     assert len(shown) == len(pngs), f"{len(shown)} framed images on screen for {len(pngs)} PNGs"
     for png in pngs:
@@ -145,7 +186,9 @@ def _framed_regions(picture: np.ndarray, inner: int, border: int) -> list[np.nda
         labels, _ = ndimage.label(mask)
         for rows, columns in ndimage.find_objects(labels):
             if abs(rows.stop - rows.start - side) <= 1 and abs(columns.stop - columns.start - side) <= 1:
-                regions.append(picture[rows.start + border:rows.stop - border, columns.start + border:columns.stop - border])
+                regions.append(
+                    picture[rows.start + border : rows.stop - border, columns.start + border : columns.stop - border]
+                )
     return regions
 
 

@@ -53,7 +53,12 @@ def test_listings_describe_the_embedded_defaults(client: Client) -> None:
     models = client.models()
     assert [model.name for model in models if model.is_default] == ["efficientnet_lite0"]
     info = client.describe_model()
-    assert (info.name, info.input_size, info.num_classes, len(info.class_names)) == ("efficientnet_lite0", 224, 1000, 1000)
+    assert (info.name, info.input_size, info.num_classes, len(info.class_names)) == (
+        "efficientnet_lite0",
+        224,
+        1000,
+        1000,
+    )
     assert info.layer("blocks.10").channels == 112
     assert client.layers("efficientnet_lite0") == info.layers
     priors = client.priors()
@@ -176,10 +181,14 @@ def _runs_within(client: Client, seconds: float) -> bool:
 def test_listings_retry_until_a_late_server_is_up() -> None:
     port = free_port()
     holder: dict[str, PriorvizServer] = {}
-    starter = threading.Timer(0.5, lambda: holder.setdefault("server", PriorvizServer(loopback_config(port=port)).start()))
+    starter = threading.Timer(
+        0.5, lambda: holder.setdefault("server", PriorvizServer(loopback_config(port=port)).start())
+    )
     starter.start()
     try:
-        with Client(f"127.0.0.1:{port}", retry=RetryPolicy(max_attempts=20, initial_backoff=0.2, max_backoff=1.0)) as client:
+        with Client(
+            f"127.0.0.1:{port}", retry=RetryPolicy(max_attempts=20, initial_backoff=0.2, max_backoff=1.0)
+        ) as client:
             assert client.models()[0].name == "efficientnet_lite0"
     finally:
         starter.join()
@@ -200,9 +209,27 @@ def test_token_and_tls(tmp_path: Path) -> None:
     key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
     try:
         subprocess.run(
-            ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
-             "-addext", "subjectAltName=DNS:localhost", "-keyout", str(key), "-out", str(cert)],
-            check=True, capture_output=True, timeout=30,
+            [
+                "openssl",
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-days",
+                "1",
+                "-subj",
+                "/CN=localhost",
+                "-addext",
+                "subjectAltName=DNS:localhost",
+                "-keyout",
+                str(key),
+                "-out",
+                str(cert),
+            ],
+            check=True,
+            capture_output=True,
+            timeout=30,
         )
     except FileNotFoundError:
         pytest.skip("openssl is not installed")

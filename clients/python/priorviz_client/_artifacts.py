@@ -101,7 +101,9 @@ def save_comparisons(
                 image.save(file)
             written.extend(files)
             result_records.append(_result_record(result, files, out))
-        records.append({"title": title, "objective": comparison.objective, "model": comparison.model, "results": result_records})
+        records.append(
+            {"title": title, "objective": comparison.objective, "model": comparison.model, "results": result_records}
+        )
 
     sheet = out / "contact_sheet.png"
     contact_sheet(comparisons, titles=titles).save(sheet)
@@ -114,7 +116,9 @@ def save_comparisons(
     metrics.write_text(json.dumps(document, indent=2) + "\n")
     report = out / "report.html"
     report.write_text(
-        html_report(comparisons, titles=titles, metric_descriptions=metric_descriptions, priors=priors, settings=settings),
+        html_report(
+            comparisons, titles=titles, metric_descriptions=metric_descriptions, priors=priors, settings=settings
+        ),
         encoding="utf-8",
     )
     return WrittenFiles(tuple(written), sheet, metrics, report)

@@ -194,7 +194,9 @@ class AsyncClient:
             except grpc.RpcError as error:
                 last = from_rpc_error(error, "Health/Check").code.name
             if remaining <= poll_interval:
-                raise DeadlineExceededError(f"server at {self.connection.target} not SERVING after {timeout:g} s (last: {last})")
+                raise DeadlineExceededError(
+                    f"server at {self.connection.target} not SERVING after {timeout:g} s (last: {last})"
+                )
             await asyncio.sleep(poll_interval)
 
     # -- long work (never retried) -----------------------------------------------------

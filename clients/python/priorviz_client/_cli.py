@@ -17,7 +17,7 @@ import argparse
 import json
 import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -59,7 +59,9 @@ def _add_render_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--no-transforms", action="store_true", help="optimize without random transforms")
     group.add_argument("--held-out-model", help="model for the transferability metric; 'none' skips it")
     group.add_argument(
-        "--statistics-prior-weight", type=float, help="add the batch-norm statistics prior (DeepInversion) with this weight"
+        "--statistics-prior-weight",
+        type=float,
+        help="add the batch-norm statistics prior (DeepInversion) with this weight",
     )
     group.add_argument("--deadline", type=float, help="seconds after which the server stops the job")
     group.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -75,8 +77,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--token", help=f"bearer token (default: ${TOKEN_ENV})")
     parser.add_argument("--tls", action="store_true", help="connect with TLS (system roots unless --ca-cert)")
     parser.add_argument("--ca-cert", type=Path, help="PEM file of the root certificates to trust (implies --tls)")
-    parser.add_argument("--server-name", help="TLS name to expect from the server (for certificates made for another name)")
-    parser.add_argument("--timeout", type=float, default=30.0, help="deadline in seconds for listing calls (default 30)")
+    parser.add_argument(
+        "--server-name", help="TLS name to expect from the server (for certificates made for another name)"
+    )
+    parser.add_argument(
+        "--timeout", type=float, default=30.0, help="deadline in seconds for listing calls (default 30)"
+    )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     models = commands.add_parser("models", help="list the target models")
@@ -105,7 +111,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     compare.add_argument("objectives", nargs="+", metavar="OBJECTIVE", help="one or more objective texts")
     compare.add_argument(
-        "--prior", dest="priors", action="append", metavar="NAME",
+        "--prior",
+        dest="priors",
+        action="append",
+        metavar="NAME",
         help="a prior to compare (repeat; default: fourier and every available learned prior)",
     )
     compare.add_argument("--out", type=Path, required=True, help="folder for the results")
@@ -186,52 +195,63 @@ def _titles(client: Client, comparisons: Sequence[Comparison], model: str | None
     return titles
 
 
-def _command(args: argparse.Namespace) -> int:
-    with _client(args) as client:
-        if args.command == "models":
-            models = client.models()
-            if args.json:
-                print(json.dumps([vars(model) for model in models], indent=2))
-            else:
-                _print_table([(m.name, "yes" if m.is_default else "", m.description) for m in models], ("MODEL", "DEFAULT", "DESCRIPTION"))
-            return 0
-        if args.command == "layers":
-            info = client.describe_model(args.model, class_names=False)
-            if args.json:
-                print(json.dumps({"model": info.name, "input_size": info.input_size, "layers": [vars(layer) for layer in info.layers]}, indent=2))
-            else:
-                print(f"{info.name}: input {info.input_size}x{info.input_size}, {info.num_classes} classes")
-                _print_table([(l.name, l.channels, f"{l.height}x{l.width}") for l in info.layers], ("LAYER", "CHANNELS", "SIZE"))
-            return 0
-        if args.command == "priors":
-            priors = client.priors(include_unavailable=args.all)
-            if args.json:
-                print(json.dumps([{**vars(p), "kind": p.kind.value, "options": dict(p.options)} for p in priors], indent=2))
-            else:
-                rows = [
-                    (p.name, p.kind.value, p.output_size or "any", "yes" if p.available else "no", p.licence or "-")
-                    for p in priors
-                ]
-                _print_table(rows, ("PRIOR", "KIND", "SIZE", "AVAILABLE", "LICENCE"))
-            return 0
-        if args.command == "health":
-            if args.wait > 0:
-                client.wait_until_serving(timeout=args.wait)
-            status = client.health()
-            print(status)
-            return 0 if status == "SERVING" else 1
-        if args.command == "visualize":
-            bar = _progress_bar(args, "")
-            job = client.visualize_stream(
-                args.objective, prior=args.prior, prior_options=dict(args.prior_option), timeout=args.deadline,
-                **_render_options(args),
-            )
-            result = _run(job, bar)
-            files = save_results(args.out, [result], settings=_settings(args, client))
-            print(_summary(result))
-            print(f"wrote {len(files.images)} images and {files.metrics}")
-            return 0
-        return _compare(client, args)
+def _models(client: Client, args: argparse.Namespace) -> int:
+    models = client.models()
+    if args.json:
+        print(json.dumps([vars(model) for model in models], indent=2))
+    else:
+        rows = [(model.name, "yes" if model.is_default else "", model.description) for model in models]
+        _print_table(rows, ("MODEL", "DEFAULT", "DESCRIPTION"))
+    return 0
+
+
+def _layers(client: Client, args: argparse.Namespace) -> int:
+    info = client.describe_model(args.model, class_names=False)
+    if args.json:
+        layers = [vars(layer) for layer in info.layers]
+        print(json.dumps({"model": info.name, "input_size": info.input_size, "layers": layers}, indent=2))
+    else:
+        print(f"{info.name}: input {info.input_size}x{info.input_size}, {info.num_classes} classes")
+        rows = [(layer.name, layer.channels, f"{layer.height}x{layer.width}") for layer in info.layers]
+        _print_table(rows, ("LAYER", "CHANNELS", "SIZE"))
+    return 0
+
+
+def _priors(client: Client, args: argparse.Namespace) -> int:
+    priors = client.priors(include_unavailable=args.all)
+    if args.json:
+        print(json.dumps([{**vars(p), "kind": p.kind.value, "options": dict(p.options)} for p in priors], indent=2))
+    else:
+        rows = [
+            (p.name, p.kind.value, p.output_size or "any", "yes" if p.available else "no", p.licence or "-")
+            for p in priors
+        ]
+        _print_table(rows, ("PRIOR", "KIND", "SIZE", "AVAILABLE", "LICENCE"))
+    return 0
+
+
+def _health(client: Client, args: argparse.Namespace) -> int:
+    if args.wait > 0:
+        client.wait_until_serving(timeout=args.wait)
+    status = client.health()
+    print(status)
+    return 0 if status == "SERVING" else 1
+
+
+def _visualize(client: Client, args: argparse.Namespace) -> int:
+    bar = _progress_bar(args, "")
+    job = client.visualize_stream(
+        args.objective,
+        prior=args.prior,
+        prior_options=dict(args.prior_option),
+        timeout=args.deadline,
+        **_render_options(args),
+    )
+    result = _run(job, bar)
+    files = save_results(args.out, [result], settings=_settings(args, client))
+    print(_summary(result))
+    print(f"wrote {len(files.images)} images and {files.metrics}")
+    return 0
 
 
 def _settings(args: argparse.Namespace, client: Client) -> dict[str, object]:
@@ -262,10 +282,21 @@ def _compare(client: Client, args: argparse.Namespace) -> int:
     return 0
 
 
+_COMMANDS: dict[str, Callable[[Client, argparse.Namespace], int]] = {
+    "models": _models,
+    "layers": _layers,
+    "priors": _priors,
+    "health": _health,
+    "visualize": _visualize,
+    "compare": _compare,
+}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return _command(args)
+        with _client(args) as client:
+            return _COMMANDS[args.command](client, args)
     except PriorvizError as error:
         print(f"priorviz: {error}", file=sys.stderr)
         return 1

@@ -136,7 +136,9 @@ class Client:
     def __enter__(self) -> Client:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.close()
 
     # -- listings (idempotent: retried on UNAVAILABLE) ---------------------------------
@@ -146,7 +148,9 @@ class Client:
         response = self._idempotent("ListModels", self._stub.ListModels, pb.ListModelsRequest(), timeout)
         return tuple(model_summary(model) for model in response.models)
 
-    def describe_model(self, model: str | None = None, *, class_names: bool = True, timeout: float | None = None) -> ModelInfo:
+    def describe_model(
+        self, model: str | None = None, *, class_names: bool = True, timeout: float | None = None
+    ) -> ModelInfo:
         """Input size, class names and layers of ``model`` (the server's default when None)."""
         request = pb.DescribeModelRequest(model=model or "", omit_class_names=not class_names)
         return model_info(self._idempotent("DescribeModel", self._stub.DescribeModel, request, timeout))
@@ -183,7 +187,9 @@ class Client:
             except grpc.RpcError as error:
                 last = from_rpc_error(error, "Health/Check").code.name
             if remaining <= poll_interval:
-                raise DeadlineExceededError(f"server at {self.connection.target} not SERVING after {timeout:g} s (last: {last})")
+                raise DeadlineExceededError(
+                    f"server at {self.connection.target} not SERVING after {timeout:g} s (last: {last})"
+                )
             time.sleep(poll_interval)
 
     # -- long work (never retried) -----------------------------------------------------

@@ -30,7 +30,11 @@ class ProgressBar:
         elif isinstance(event, Progress):
             if event.prior != self._prior or self._bar is None or self._bar.total != event.total_steps:
                 self._prior = event.prior
-                label = event.prior if event.prior_count == 1 else f"{event.prior} ({event.prior_index + 1}/{event.prior_count})"
+                label = (
+                    event.prior
+                    if event.prior_count == 1
+                    else f"{event.prior} ({event.prior_index + 1}/{event.prior_count})"
+                )
                 self._open(f"{self._description} {label}".strip(), total=event.total_steps)
             self._bar.update(event.step - self._bar.n)
             if event.objective_values:

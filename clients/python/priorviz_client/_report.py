@@ -22,6 +22,8 @@ from priorviz_client._results import Comparison, PriorInfo, PriorKind, Visualiza
 
 DISPLAY_SIZE = 224
 """CSS pixels per image: the default model's input side."""
+FRAME_WIDTH = 3
+"""CSS pixels of the kind-coloured frame around each image."""
 
 _STYLE = """
 body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 24px; color: #141414; background: #fff; }
@@ -31,7 +33,7 @@ p.lead { max-width: 60em; color: #444; }
 table.settings td { padding: 1px 12px 1px 0; font-size: 13px; }
 .row { display: flex; gap: 16px; flex-wrap: wrap; align-items: flex-start; margin-bottom: 12px; }
 figure { margin: 0; width: %(framed)dpx; }
-figure img { display: block; width: %(size)dpx; height: %(size)dpx; border: 3px solid; }
+figure img { display: block; width: %(size)dpx; height: %(size)dpx; border: %(frame)dpx solid; }
 figure img.small { image-rendering: pixelated; }
 figcaption { font-size: 13px; font-weight: 600; margin-bottom: 4px; }
 table.metrics { font-size: 12px; border-collapse: collapse; width: 100%%; margin-top: 4px; }
@@ -42,11 +44,12 @@ svg.trace { display: block; margin-top: 4px; }
 dl.glossary dt { font-family: ui-monospace, monospace; font-size: 13px; margin-top: 6px; }
 dl.glossary dd { margin-left: 16px; font-size: 13px; color: #444; }
 .licence { font-size: 12px; color: #7a4b00; }
-""" % {"size": DISPLAY_SIZE, "framed": DISPLAY_SIZE + 6}
+""" % {"size": DISPLAY_SIZE, "frame": FRAME_WIDTH, "framed": DISPLAY_SIZE + 2 * FRAME_WIDTH}
 
 
 def _rgb(colour: tuple[int, int, int]) -> str:
-    return "#%02x%02x%02x" % colour
+    red, green, blue = colour
+    return f"#{red:02x}{green:02x}{blue:02x}"
 
 
 def png_data_uri(image: Image.Image) -> str:
@@ -83,7 +86,8 @@ def _figure(result: Visualization, index: int) -> str:
     if "objective" not in values and index < len(result.objective_values):
         values["objective"] = result.objective_values[index]
     rows = "".join(
-        f'<tr><td title="{html.escape(key)}">{html.escape(label)}</td><td class="value">{format_metric(value)}</td></tr>'
+        f'<tr><td title="{html.escape(key)}">{html.escape(label)}</td>'
+        f'<td class="value">{format_metric(value)}</td></tr>'
         for key, label, value in ordered_metrics(values)
     )
     trace = _trace_svg(result.traces[index], colour) if index < len(result.traces) else ""
