@@ -87,6 +87,28 @@ def test_errors_exit_with_one_line(server: PriorvizServer, tmp_path: Path) -> No
     assert "Traceback" not in done.stderr
 
 
+def test_a_failing_objective_keeps_the_finished_comparisons(server: PriorvizServer, tmp_path: Path) -> None:
+    done = run_cli(
+        server,
+        "compare",
+        "blocks.5:3",
+        "no_such_layer:1",
+        "--prior",
+        "fourier",
+        "--steps",
+        "2",
+        "--size",
+        str(SIDE),
+        "--no-progress",
+        "--out",
+        str(tmp_path),
+    )
+    assert done.returncode == 1 and "NOT_FOUND" in done.stderr
+    document = json.loads((tmp_path / "metrics.json").read_text())
+    assert [comparison["objective"] for comparison in document["comparisons"]] == ["blocks.5:3"]
+    assert (tmp_path / "report.html").exists()
+
+
 def test_visualize_writes_images_and_metrics(server: PriorvizServer, tmp_path: Path) -> None:
     done = run_cli(
         server,

@@ -131,6 +131,14 @@ def test_status_codes_become_typed_errors(client: Client, call: object, error: t
     assert raised.value.details and raised.value.method
 
 
+def test_message_limit_is_the_clients_option(server: PriorvizServer, client: Client) -> None:
+    with Client(f"127.0.0.1:{server.port}", max_message_bytes=1024) as small:
+        with pytest.raises(ResourceExhaustedError, match="larger than max"):
+            small.visualize("blocks.5:3", steps=1, size=SIDE)
+    # The default (64 MiB) takes a batch of images in one result message.
+    assert len(client.visualize("blocks.5:3", steps=1, size=SIDE, batch=4).images) == 4
+
+
 def test_deadline_stops_a_long_job(client: Client) -> None:
     started = time.monotonic()
     with pytest.raises(DeadlineExceededError):

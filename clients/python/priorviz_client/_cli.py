@@ -261,15 +261,27 @@ def _settings(args: argparse.Namespace, client: Client) -> dict[str, object]:
 
 
 def _compare(client: Client, args: argparse.Namespace) -> int:
-    comparisons = []
-    for number, objective in enumerate(args.objectives, start=1):
-        print(f"[{number}/{len(args.objectives)}] {objective}", file=sys.stderr)
-        bar = _progress_bar(args, f"[{number}/{len(args.objectives)}]")
-        job = client.compare_stream(objective, priors=args.priors, timeout=args.deadline, **_render_options(args))
-        comparison = _run(job, bar)
-        for result in comparison.results:
-            print(f"  {_summary(result)}", file=sys.stderr)
-        comparisons.append(comparison)
+    comparisons: list[Comparison] = []
+    try:
+        for number, objective in enumerate(args.objectives, start=1):
+            print(f"[{number}/{len(args.objectives)}] {objective}", file=sys.stderr)
+            bar = _progress_bar(args, f"[{number}/{len(args.objectives)}]")
+            job = client.compare_stream(objective, priors=args.priors, timeout=args.deadline, **_render_options(args))
+            comparison = _run(job, bar)
+            for result in comparison.results:
+                print(f"  {_summary(result)}", file=sys.stderr)
+            comparisons.append(comparison)
+    except (PriorvizError, KeyboardInterrupt):
+        # A long run that fails or is interrupted late keeps the comparisons it finished.
+        if comparisons:
+            print(f"priorviz: writing the {len(comparisons)} comparison(s) that finished", file=sys.stderr)
+            _save_comparisons(client, args, comparisons)
+        raise
+    _save_comparisons(client, args, comparisons)
+    return 0
+
+
+def _save_comparisons(client: Client, args: argparse.Namespace, comparisons: Sequence[Comparison]) -> None:
     files = save_comparisons(
         args.out,
         comparisons,
@@ -279,7 +291,6 @@ def _compare(client: Client, args: argparse.Namespace) -> int:
         settings=_settings(args, client),
     )
     print(f"wrote {len(files.images)} images, {files.contact_sheet}, {files.metrics} and {files.report}")
-    return 0
 
 
 _COMMANDS: dict[str, Callable[[Client, argparse.Namespace], int]] = {
