@@ -38,8 +38,9 @@ protos: $(BIN)/activate
 test:
 	$(PY) -m pytest -q
 
+# The README's main job: set up, start the server, compare a few objectives, write out/report/.
 demo:
-	$(BIN)/priorviz-render --out out/demo
+	bash scripts/demo.sh
 
 # priorviz against Lucent (installed into bench/.venv-lucent, not a dependency); see docs/BENCHMARKS.md.
 bench:
