@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import torch
 
+import priors.base as prior_registry
 from priors import PriorKind, get_prior, list_priors
 from priors.decoder import DecoderLatentImage, build_decoder_prior
 from priors.diffusers_loading import DiffusersModelError
@@ -21,6 +23,15 @@ from service.transforms import NO_TRANSFORMS
 
 SIDE = 64
 OBJECTIVE = ClassLogit(836)
+
+
+@pytest.fixture(autouse=True)
+def _forget_registered_priors() -> Iterator[None]:
+    """Priors registered here point at temporary directories: drop them so later tests see the built-in set."""
+    before = set(prior_registry._PRIORS)
+    yield
+    for name in set(prior_registry._PRIORS) - before:
+        del prior_registry._PRIORS[name]
 
 
 def unique(name: str) -> str:
