@@ -62,6 +62,7 @@ def test_latent_is_kept_in_the_trained_region() -> None:
     assert float(prior.latent.abs().max()) <= 2.0
 
 
+@pytest.mark.slow
 def test_sunglasses_reach_ninety_percent_on_lite0_within_200_steps(lite0: TargetModel) -> None:
     prior = get_prior("gan_faces", 1, 224, 224, generator=make_generator(0))
     result = render(lite0, ClassLogit(SUNGLASSES), prior, config=RenderConfig(steps=200, seed=0))

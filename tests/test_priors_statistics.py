@@ -59,6 +59,7 @@ def test_a_model_without_batch_norm_is_refused() -> None:
         BatchNormStatisticsPrior(model)
 
 
+@pytest.mark.slow
 def test_as_a_regularizer_it_lowers_the_distance_of_a_fourier_render(lite0: TargetModel) -> None:
     objective = ClassLogit(836)
     config = RenderConfig(steps=20, seed=3)
