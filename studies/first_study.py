@@ -205,10 +205,11 @@ def summary_tables(records: list[dict], model: TargetModel, seeds: list[int], ru
     return "\n".join(lines), numbers
 
 
-def contact_sheet(group: Group, seeds: list[int], runs: Path, path: Path, cell: int = 160) -> None:
-    """Rows: setup x seed; columns: objectives; labelled."""
-    margin, label_width = 18, 150
+def contact_sheet(group: Group, seeds: list[int], runs: Path, path: Path) -> None:
+    """Rows: setup x seed; columns: objectives; labelled; images at their own pixel size."""
+    margin, label_width = 18, 130
     rows = [(setup, seed) for setup in SETUPS for seed in seeds]
+    cell = load_strip(runs / f"{group.name}_{rows[0][0]}_seed{rows[0][1]}.png", len(group.labels)).shape[-1]
     sheet = Image.new("RGB", (label_width + cell * len(group.labels), margin + cell * len(rows)), "white")
     draw = ImageDraw.Draw(sheet)
     for column, label in enumerate(group.labels):
@@ -217,7 +218,7 @@ def contact_sheet(group: Group, seeds: list[int], runs: Path, path: Path, cell: 
         draw.text((4, margin + row * cell + cell // 2 - 6), f"{setup}\nseed {seed}", fill="black")
         strip = load_strip(runs / f"{group.name}_{setup}_seed{seed}.png", len(group.labels))
         for column, image in enumerate(strip):
-            tile = Image.fromarray(image.permute(1, 2, 0).mul(255).round().byte().numpy()).resize((cell, cell), Image.NEAREST)
+            tile = Image.fromarray(image.permute(1, 2, 0).mul(255).round().byte().numpy())
             sheet.paste(tile, (label_width + column * cell, margin + row * cell))
     sheet.save(path)
 
