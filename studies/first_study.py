@@ -143,7 +143,7 @@ def foolbox_photographs(size: int) -> torch.Tensor:
     """Foolbox's 20 ImageNet photographs, resized to ``size``: what natural looks like."""
     spec = importlib.util.find_spec("foolbox")
     assert spec is not None and spec.submodule_search_locations, "foolbox's data is installed by make setup"
-    paths = sorted((Path(list(spec.submodule_search_locations)[0]) / "data").glob("imagenet_*.jpg"))
+    paths = sorted((Path(next(iter(spec.submodule_search_locations))) / "data").glob("imagenet_*.jpg"))
     arrays = [np.asarray(Image.open(path).convert("RGB").resize((size, size), Image.BILINEAR)) for path in paths]
     return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).float() / 255.0
 

@@ -4,6 +4,7 @@ an adversarial pixel pattern, identical batches, and a NumPy reference for the s
 from __future__ import annotations
 
 import importlib.util
+import itertools
 import math
 from pathlib import Path
 
@@ -47,7 +48,7 @@ def foolbox_photographs() -> torch.Tensor:
     """Foolbox's 20 ImageNet photographs (224x224 JPEGs) as one batch in [0, 1]."""
     spec = importlib.util.find_spec("foolbox")
     assert spec is not None and spec.submodule_search_locations, "foolbox's data is installed by make setup"
-    folder = Path(list(spec.submodule_search_locations)[0]) / "data"
+    folder = Path(next(iter(spec.submodule_search_locations))) / "data"
     paths = sorted(folder.glob("imagenet_*.jpg"))
     assert len(paths) == 20
     arrays = [np.asarray(Image.open(path).convert("RGB").resize((224, 224), Image.BILINEAR)) for path in paths]
@@ -91,7 +92,7 @@ def numpy_spectral_slope(image: np.ndarray) -> float:
     radius = np.hypot(np.fft.fftfreq(height)[:, None], np.fft.fftfreq(width)[None, :])
     edges = np.geomspace(SLOPE_BAND_LOW_BINS / min(height, width), SLOPE_BAND_HIGH, SLOPE_BINS + 1)
     centres, means = [], []
-    for lower, upper in zip(edges[:-1], edges[1:]):
+    for lower, upper in itertools.pairwise(edges):
         inside = (radius >= lower) & (radius < upper)
         if inside.any():
             centres.append(np.sqrt(lower * upper))
