@@ -9,7 +9,6 @@ by two jobs running at the same time.
 
 from __future__ import annotations
 
-import copy
 import threading
 import time
 from collections.abc import Callable
@@ -42,19 +41,7 @@ def replica(model: TargetModel) -> TargetModel:
     key = (id(model), index)
     with _replicas_lock:
         if key not in _replicas:
-            module = copy.deepcopy(model.module)
-            for submodule in module.modules():  # drop hooks of a job running on the original right now
-                submodule._forward_hooks.clear()
-                submodule._forward_pre_hooks.clear()
-            _replicas[key] = TargetModel(
-                model.name,
-                module,
-                input_size=model.input_size,
-                normalization=model.normalization,
-                class_names=model.class_names,
-                layer_names=[layer.name for layer in model.layers],
-                description=model.description,
-            )
+            _replicas[key] = model.replicate()
         return _replicas[key]
 
 

@@ -85,7 +85,7 @@ def get_model(
         if key in _CACHE:
             return _CACHE[key]
         base = _build_cpu(name, allow_download)
-        model = base if (device.type == "cpu" and dtype == torch.float32) else _moved(base, device, dtype)
+        model = base if (device.type == "cpu" and dtype == torch.float32) else base.replicate(device, dtype)
         _CACHE[key] = model
         return model
 
@@ -108,17 +108,3 @@ def _build_cpu(name: str, allow_download: bool) -> TargetModel:
     _CACHE[cpu_key] = model
     return model
 
-
-def _moved(base: TargetModel, device: torch.device, dtype: torch.dtype) -> TargetModel:
-    import copy
-
-    module = copy.deepcopy(base.module).to(device=device, dtype=dtype)
-    return TargetModel(
-        base.name,
-        module,
-        input_size=base.input_size,
-        normalization=base.normalization,
-        class_names=base.class_names,
-        layer_names=[layer.name for layer in base.layers],
-        description=base.description,
-    )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
@@ -151,6 +152,26 @@ class TargetModel:
     def hook_count(self) -> int:
         """Forward hooks currently registered anywhere in the network (0 between jobs)."""
         return sum(len(module._forward_hooks) + len(module._forward_pre_hooks) for module in self._modules.values())
+
+    def replicate(self, device: torch.device | None = None, dtype: torch.dtype | None = None) -> TargetModel:
+        """An independent copy (optionally moved), so that two jobs never share module hooks.
+
+        Hooks that a job running on this model holds right now are not copied.
+        """
+        module = copy.deepcopy(self.module)
+        for submodule in module.modules():
+            submodule._forward_hooks.clear()
+            submodule._forward_pre_hooks.clear()
+        module = module.to(device=device or self.device, dtype=dtype or self.dtype)
+        return TargetModel(
+            self.name,
+            module,
+            input_size=self.input_size,
+            normalization=self.normalization,
+            class_names=self.class_names,
+            layer_names=[layer.name for layer in self.layers],
+            description=self.description,
+        )
 
     @torch.no_grad()
     def predict(self, images: Tensor) -> Tensor:
