@@ -53,8 +53,10 @@ def upsampling_factor(kind: str, config: dict[str, object]) -> int:
 def latent_shape(kind: str, config: dict[str, object], height: int, width: int) -> tuple[int, int, int]:
     """One image's latent shape (channels, rows, columns) for an image of height x width."""
     factor = upsampling_factor(kind, config)
-    channels = int(config.get("latent_channels", 4) if kind != "vq" else config.get("vq_embed_dim") or config.get("latent_channels", 3))  # type: ignore[arg-type]
-    return channels, math.ceil(height / factor), math.ceil(width / factor)
+    channels = config.get("latent_channels", 4)
+    if kind == "vq":  # a VQModel decodes its quantizer's embeddings, which may be wider than the encoder's output
+        channels = config.get("vq_embed_dim") or config.get("latent_channels", 3)
+    return int(channels), math.ceil(height / factor), math.ceil(width / factor)  # type: ignore[call-overload]
 
 
 class DecoderLatentImage(Parameterization):
