@@ -15,7 +15,14 @@ from pathlib import Path
 import torch
 
 from priors.base import Parameterization, PriorInfo, PriorKind, register_prior
-from priors.decoder import DECODER_KINDS, DECODER_OPTIONS, build_decoder_prior, decoder_class, decoder_config, latent_shape
+from priors.decoder import (
+    DECODER_KINDS,
+    DECODER_OPTIONS,
+    build_decoder_prior,
+    decoder_class,
+    decoder_config,
+    latent_shape,
+)
 from priors.decoder import PIPELINE_SUBFOLDERS as DECODER_SUBFOLDERS
 from priors.diffusers_loading import DiffusersModelError, resolve_source
 from priors.diffusion import DIFFUSION_OPTIONS, build_diffusion_prior, native_side, unet_config

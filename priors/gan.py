@@ -14,6 +14,7 @@ wandb, so only its location is looked up and the file is read directly.
 from __future__ import annotations
 
 import importlib.util
+import itertools
 import math
 import threading
 from pathlib import Path
@@ -45,7 +46,7 @@ class DCGANGenerator(nn.Module):
         super().__init__()
         widths = [features * 8, features * 4, features * 2, features]
         layers: list[nn.Module] = [nn.ConvTranspose2d(latent_size, widths[0], 4, 1, 0, bias=False), nn.BatchNorm2d(widths[0]), nn.ReLU(True)]
-        for wide, narrow in zip(widths, widths[1:]):
+        for wide, narrow in itertools.pairwise(widths):
             layers += [nn.ConvTranspose2d(wide, narrow, 4, 2, 1, bias=False), nn.BatchNorm2d(narrow), nn.ReLU(True)]
         layers += [nn.ConvTranspose2d(widths[-1], colours, 4, 2, 1, bias=False), nn.Tanh()]
         self.main = nn.Sequential(*layers)
