@@ -1,6 +1,15 @@
 """Image parameterizations ("priors"): parameters in, images in [0, 1] NCHW out."""
 
-from priors.base import Parameterization, PriorInfo, PriorKind, PriorNotFoundError, get_prior, list_priors, register_prior
+from priors.base import (
+    Parameterization,
+    PriorInfo,
+    PriorKind,
+    PriorNotFoundError,
+    get_prior,
+    list_priors,
+    register_prior,
+    unregister_prior,
+)
 from priors.color import decorrelate_colors
 from priors.decoder import DecoderLatentImage
 from priors.diffusers_loading import DiffusersModelError
@@ -26,4 +35,5 @@ __all__ = [
     "list_priors",
     "register_diffusers_prior",
     "register_prior",
+    "unregister_prior",
 ]

@@ -103,6 +103,13 @@ def register_prior(info: PriorInfo, available: Callable[[], bool] = _always) -> 
     return decorate
 
 
+def unregister_prior(name: str) -> None:
+    """Forget a registered prior (a user's diffusers directory that went away, a test's temporary one)."""
+    if name not in _PRIORS:
+        raise PriorNotFoundError(f"prior {name!r} is not registered")
+    del _PRIORS[name]
+
+
 def list_priors(*, only_available: bool = True) -> list[PriorInfo]:
     """Registered priors, unconstrained ones first."""
     infos = [info for info, _, available in _PRIORS.values() if available() or not only_available]

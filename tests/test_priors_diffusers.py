@@ -10,8 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-import priors.base as prior_registry
-from priors import PriorKind, get_prior, list_priors
+from priors import PriorKind, get_prior, list_priors, unregister_prior
 from priors.decoder import DecoderLatentImage, build_decoder_prior
 from priors.diffusers_loading import DiffusersModelError
 from priors.diffusers_priors import register_diffusers_prior
@@ -28,10 +27,11 @@ OBJECTIVE = ClassLogit(836)
 @pytest.fixture(autouse=True)
 def _forget_registered_priors() -> Iterator[None]:
     """Priors registered here point at temporary directories: drop them so later tests see the built-in set."""
-    before = set(prior_registry._PRIORS)
+    before = {info.name for info in list_priors(only_available=False)}
     yield
-    for name in set(prior_registry._PRIORS) - before:
-        del prior_registry._PRIORS[name]
+    for info in list_priors(only_available=False):
+        if info.name not in before:
+            unregister_prior(info.name)
 
 
 def unique(name: str) -> str:
