@@ -15,11 +15,14 @@ import math
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
-from priors.base import Parameterization
-from priors.diffusers_loading import DiffusersModelError, load_diffusers_config, load_diffusers_model
+from priors.diffusers_loading import (
+    DiffusersModelError,
+    load_diffusers_config,
+    load_diffusers_model,
+)
+from priors.latent import LatentImage
 
 DEFAULT_CLIP = 3.0
 DEFAULT_NORM_PENALTY = 0.01
@@ -59,7 +62,7 @@ def latent_shape(kind: str, config: dict[str, object], height: int, width: int) 
     return int(channels), math.ceil(height / factor), math.ceil(width / factor)  # type: ignore[call-overload]
 
 
-class DecoderLatentImage(Parameterization):
+class DecoderLatentImage(LatentImage):
     """Images decoded from a trainable scaled latent grid by a frozen diffusers decoder."""
 
     def __init__(
@@ -74,44 +77,23 @@ class DecoderLatentImage(Parameterization):
         clip: float = DEFAULT_CLIP,
         norm_penalty: float = DEFAULT_NORM_PENALTY,
     ) -> None:
-        super().__init__(batch, height, width)
-        if not clip > 0:
-            raise ValueError(f"clip must be positive, got {clip}")
-        if not norm_penalty >= 0:
-            raise ValueError(f"norm_penalty must be non-negative, got {norm_penalty}")
-        self._frozen = (decoder,)  # shared between jobs: not a submodule, so train()/to() never touch it
-        self.kind = kind
         config = dict(decoder.config)
+        super().__init__(
+            batch, height, width, generator=generator, network=decoder,
+            latent_shape=latent_shape(kind, config, height, width),
+            clip=clip, norm_penalty=norm_penalty, learning_rate=LEARNING_RATE,
+        )
+        self.kind = kind
         self.scaling_factor = float(config.get("scaling_factor") or 1.0)
         self.shift_factor = float(config.get("shift_factor") or 0.0)
-        self.clip, self.norm_penalty = float(clip), float(norm_penalty)
-        shape = latent_shape(kind, config, height, width)
-        self.typical_norm = math.sqrt(math.prod(shape))
-        self.latent = nn.Parameter(torch.randn((batch, *shape), generator=generator).clamp(-self.clip, self.clip))
 
     @property
     def decoder(self) -> nn.Module:
-        return self._frozen[0]
+        return self.network
 
-    def forward(self) -> Tensor:
+    def draw(self) -> Tensor:
         raw = self.latent / self.scaling_factor + self.shift_factor
-        decoded = self.decoder.decode(raw.to(self.decoder.dtype)).sample.float()
-        images = (decoded + 1.0) / 2.0
-        if images.shape[-2:] != (self.height, self.width):
-            images = F.interpolate(images, size=(self.height, self.width), mode="bilinear", align_corners=False)
-        return images.clamp(0.0, 1.0)
-
-    def regularization(self) -> Tensor:
-        """Squared excess of each latent's norm over the Gaussian shell, summed over the batch."""
-        excess = (self.latent.flatten(1).norm(dim=1) - self.typical_norm).clamp(min=0.0)
-        return self.norm_penalty * (excess * excess).sum()
-
-    @torch.no_grad()
-    def after_step(self) -> None:
-        self.latent.clamp_(-self.clip, self.clip)
-
-    def preferred_learning_rate(self) -> float:
-        return LEARNING_RATE
+        return self.decoder.decode(raw.to(self.decoder.dtype)).sample
 
 
 DECODER_OPTIONS = {

@@ -15,15 +15,14 @@ from __future__ import annotations
 
 import importlib.util
 import itertools
-import math
 import threading
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
-from priors.base import Parameterization, PriorInfo, PriorKind, register_prior
+from priors.base import PriorInfo, PriorKind, register_prior
+from priors.latent import LatentImage
 
 LATENT_SIZE = 100
 FEATURES = 64
@@ -93,7 +92,7 @@ def load_face_generator(device: torch.device | str = "cpu", dtype: torch.dtype =
         return _loaded[key]
 
 
-class GanLatentImage(Parameterization):
+class GanLatentImage(LatentImage):
     """Images drawn by a frozen generator from trainable latents, resized to the requested size."""
 
     def __init__(
@@ -108,39 +107,13 @@ class GanLatentImage(Parameterization):
         clip: float = DEFAULT_CLIP,
         norm_penalty: float = DEFAULT_NORM_PENALTY,
     ) -> None:
-        super().__init__(batch, height, width)
-        if not clip > 0:
-            raise ValueError(f"clip must be positive, got {clip}")
-        if not norm_penalty >= 0:
-            raise ValueError(f"norm_penalty must be non-negative, got {norm_penalty}")
-        self._frozen = (network,)  # shared between jobs: not a submodule, so train()/to() never touch it
-        self.clip, self.norm_penalty = float(clip), float(norm_penalty)
-        self.typical_norm = math.sqrt(latent_size)
-        initial = torch.randn((batch, latent_size, 1, 1), generator=generator).clamp(-self.clip, self.clip)
-        self.latent = nn.Parameter(initial)
+        super().__init__(
+            batch, height, width, generator=generator, network=network, latent_shape=(latent_size, 1, 1),
+            clip=clip, norm_penalty=norm_penalty, learning_rate=LEARNING_RATE,
+        )
 
-    @property
-    def network(self) -> nn.Module:
-        return self._frozen[0]
-
-    def forward(self) -> Tensor:
-        drawn = self.network(self.latent.to(next(self.network.parameters()).dtype)).float()
-        images = (drawn + 1.0) / 2.0
-        if images.shape[-2:] != (self.height, self.width):
-            images = F.interpolate(images, size=(self.height, self.width), mode="bilinear", align_corners=False)
-        return images.clamp(0.0, 1.0)
-
-    def regularization(self) -> Tensor:
-        """Squared excess of each latent's norm over the Gaussian shell, summed over the batch."""
-        excess = (self.latent.flatten(1).norm(dim=1) - self.typical_norm).clamp(min=0.0)
-        return self.norm_penalty * (excess * excess).sum()
-
-    @torch.no_grad()
-    def after_step(self) -> None:
-        self.latent.clamp_(-self.clip, self.clip)
-
-    def preferred_learning_rate(self) -> float:
-        return LEARNING_RATE
+    def draw(self) -> Tensor:
+        return self.network(self.latent.to(next(self.network.parameters()).dtype))
 
 
 @register_prior(
