@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
@@ -324,8 +324,6 @@ def _with_batch(objective: Objective, index: int) -> Objective:
         return Scaled(_with_batch(objective.objective, index), objective.weight)
     if isinstance(objective, Diversity):
         raise ValueError("diversity is a batch-wide term and cannot target one batch element")
-    from dataclasses import replace
-
     return replace(objective, batch=index)  # type: ignore[type-var]
 
 
