@@ -85,7 +85,8 @@ def test_chelsea_is_a_cat(model_fixture: str, request: pytest.FixtureRequest) ->
 
 def test_forward_stops_at_the_deepest_needed_layer(lite0: TargetModel) -> None:
     ran: list[str] = []
-    handles = [lite0.module.blocks[i].register_forward_hook(lambda *_, i=i: ran.append(i)) for i in range(16)]
+    network = lite0.folded_module  # listed layers only: the batch-norm-folded copy runs
+    handles = [network.blocks[i].register_forward_hook(lambda *_, i=i: ran.append(i)) for i in range(16)]
     try:
         acts = lite0.activations(torch.rand(1, 3, 64, 64), ["blocks.3", "blocks.1"])
     finally:
@@ -93,6 +94,23 @@ def test_forward_stops_at_the_deepest_needed_layer(lite0: TargetModel) -> None:
             handle.remove()
     assert set(acts) == {"blocks.3", "blocks.1"}
     assert ran == [0, 1, 2, 3]
+    assert lite0.hook_count() == 0
+
+
+def test_folded_batchnorm_gives_the_same_listed_layers(lite0: TargetModel) -> None:
+    """Listed layers come from the folded copy; anything else (batch-norm inputs) from the original."""
+    images = torch.rand(2, 3, 96, 96, generator=torch.Generator().manual_seed(0))
+    names = ["stem", "blocks.3", "blocks.8", "head", LOGITS]
+    folded = lite0.activations(images, names)
+    normalized = lite0.normalize(images).contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        reference = lite0.module(normalized)
+    torch.testing.assert_close(folded[LOGITS], reference, rtol=1e-4, atol=1e-4)
+    unfolded = lite0.activations(images, ["blocks.8", "blocks.8.bn1/input"])
+    torch.testing.assert_close(folded["blocks.8"], unfolded["blocks.8"], rtol=1e-4, atol=1e-4)
+    assert unfolded["blocks.8.bn1/input"].shape[1] == 80 * 6  # blocks.8 expands its 80 inputs sixfold
+    bn = lite0.module.blocks[8].bn1  # the original's batch norm really ran: its input is not normalized
+    assert not torch.allclose(unfolded["blocks.8.bn1/input"].mean(dim=(0, 2, 3)), torch.zeros_like(bn.running_mean))
     assert lite0.hook_count() == 0
 
 

@@ -7,6 +7,7 @@ Module names follow the layer names users type: ``stem``, ``blocks.N``, ``head``
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass
 
@@ -191,3 +192,39 @@ def load_efficientnet_lite(variant_name: str, weights_path: str) -> EfficientNet
     state = torch.load(weights_path, map_location="cpu", weights_only=True)
     model.load_state_dict(convert_lukemelas_state_dict(state), strict=True)
     return model.eval()
+
+
+def _fold_pair(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> None:
+    """Scale ``conv``'s filters and add a bias so that it computes ``bn(conv(x))`` by itself."""
+    scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+    bias = bn.bias - bn.running_mean * scale
+    if conv.bias is not None:
+        bias = bias + conv.bias * scale
+    conv.weight = nn.Parameter(conv.weight * scale.view(-1, 1, 1, 1), requires_grad=False)
+    conv.bias = nn.Parameter(bias, requires_grad=False)
+
+
+@torch.no_grad()
+def fold_batchnorm(model: EfficientNetLite) -> EfficientNetLite:
+    """A copy whose convolutions absorb the frozen batch norms that follow them.
+
+    Every block's output (``stem``, ``blocks.N``, ``head``, the logits) is unchanged up to
+    float rounding, and a step needs one pass over each feature map fewer. The batch-norm
+    modules stay in place as identities, so hooks on them see the same (normalized) values;
+    the convolutions' own outputs and the batch norms' inputs differ, which is why the
+    statistics prior runs on the unfolded model.
+    """
+    folded = copy.deepcopy(model).eval()
+    pairs = [(folded.stem, "0", "1"), (folded.head, "0", "1")]
+    for block in folded.blocks:
+        if block.has_expand:
+            pairs.append((block, "expand_conv", "bn0"))
+        pairs += [(block, "depthwise_conv", "bn1"), (block, "project_conv", "bn2")]
+    for parent, conv_name, bn_name in pairs:
+        _fold_pair(getattr(parent, conv_name) if not conv_name.isdigit() else parent[int(conv_name)],
+                   getattr(parent, bn_name) if not bn_name.isdigit() else parent[int(bn_name)])
+        if bn_name.isdigit():
+            parent[int(bn_name)] = nn.Identity()
+        else:
+            setattr(parent, bn_name, nn.Identity())
+    return folded

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from service.models.efficientnet_lite import VARIANTS, load_efficientnet_lite
+from service.models.efficientnet_lite import VARIANTS, fold_batchnorm, load_efficientnet_lite
 from service.models.imagenet import MINUS_ONE_TO_ONE, imagenet_class_names
 from service.models.registry import register_model
 from service.models.target import LOGITS, TargetModel
@@ -21,6 +21,7 @@ def _build_lite(variant: str, weights_path: str, name: str) -> TargetModel:
         normalization=MINUS_ONE_TO_ONE,
         class_names=imagenet_class_names(),
         layer_names=_lite_layer_names(len(module.blocks)),
+        folded_module=fold_batchnorm(module),
     )
 
 
