@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from PIL import Image, ImageDraw
 
 from priors.statistics import batchnorm_statistics_distance
+from service.contact_sheet import to_pil
 from service.models import get_model
 from service.objectives import ClassLogit
 from service.render import RenderConfig, render
@@ -36,11 +37,6 @@ LABEL_HEIGHT = 44
 def held_out_probabilities(model, images: torch.Tensor, index: int) -> list[float]:
     resized = F.interpolate(images, size=(model.input_size, model.input_size), mode="bilinear", antialias=True)
     return [round(float(p), 4) for p in model.predict(resized)[:, index]]
-
-
-def to_pil(image: torch.Tensor) -> Image.Image:
-    array = (image.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).cpu().numpy()
-    return Image.fromarray(array)
 
 
 def cell(images: torch.Tensor, probabilities: list[float]) -> Image.Image:

@@ -21,9 +21,9 @@ class Cell:
 
 
 def to_pil(image: Tensor) -> Image.Image:
-    """A (3, H, W) tensor in [0, 1] as an 8-bit RGB image."""
-    array = (image.detach().float().clamp(0, 1).permute(1, 2, 0).cpu().numpy() * 255).round().astype(np.uint8)
-    return Image.fromarray(array, "RGB")
+    """A (3, H, W) tensor in [0, 1] as an 8-bit RGB image (NaN drawn black, values clipped)."""
+    array = image.detach().float().cpu().nan_to_num(0.0).clamp(0, 1).mul(255).round().byte()
+    return Image.fromarray(np.ascontiguousarray(array.permute(1, 2, 0).numpy()), "RGB")
 
 
 def contact_sheet(rows: Sequence[Sequence[Cell]], row_titles: Sequence[str], column_titles: Sequence[str]) -> Image.Image:

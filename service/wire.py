@@ -11,12 +11,11 @@ import io
 import math
 from collections.abc import Mapping
 
-import numpy as np
-from PIL import Image
 from torch import Tensor
 
 from priors.base import PriorInfo, PriorKind
 from service._proto.priorviz.v1 import priorviz_pb2 as pb
+from service.contact_sheet import to_pil
 from service.models.target import LayerInfo
 from service.objective_text import parse_objective
 from service.objectives import (
@@ -173,11 +172,10 @@ def _option_value(text: str) -> object:
 
 def encode_png(image: Tensor) -> pb.Image:
     """One (3, H, W) image in [0, 1] as an 8-bit RGB PNG (NaN drawn black, values clipped)."""
-    array = image.detach().float().cpu().nan_to_num(0.0).clamp(0, 1).mul(255).round().byte()
-    pixels = np.ascontiguousarray(array.permute(1, 2, 0).numpy())
+    picture = to_pil(image)
     buffer = io.BytesIO()
-    Image.fromarray(pixels, mode="RGB").save(buffer, format="PNG", compress_level=3)
-    return pb.Image(png=buffer.getvalue(), width=pixels.shape[1], height=pixels.shape[0])
+    picture.save(buffer, format="PNG", compress_level=3)
+    return pb.Image(png=buffer.getvalue(), width=picture.width, height=picture.height)
 
 
 def encode_images(images: Tensor) -> list[pb.Image]:

@@ -35,6 +35,7 @@ from PIL import Image, ImageDraw
 from priors import gan
 from priors.base import get_prior
 from priors.statistics import BatchNormStatisticsPrior, batchnorm_statistics_distance
+from service.contact_sheet import to_pil
 from service.metrics import METRIC_DESCRIPTIONS, batch_diversity, measure
 from service.models import TargetModel, get_model
 from service.objectives import Channel, ClassLogit, Objective, per_batch
@@ -218,8 +219,7 @@ def contact_sheet(group: Group, seeds: list[int], runs: Path, path: Path) -> Non
         draw.text((4, margin + row * cell + cell // 2 - 6), f"{setup}\nseed {seed}", fill="black")
         strip = load_strip(runs / f"{group.name}_{setup}_seed{seed}.png", len(group.labels))
         for column, image in enumerate(strip):
-            tile = Image.fromarray(image.permute(1, 2, 0).mul(255).round().byte().numpy())
-            sheet.paste(tile, (label_width + column * cell, margin + row * cell))
+            sheet.paste(to_pil(image), (label_width + column * cell, margin + row * cell))
     sheet.save(path)
 
 
