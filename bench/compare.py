@@ -72,7 +72,7 @@ class Evaluator:
     """The one judge of both peers' images: Lite0 on the clean image at 224, no transforms."""
 
     def __init__(self) -> None:
-        from service.models import get_model
+        from priorviz.models import get_model
 
         self.model = get_model("efficientnet_lite0")
 

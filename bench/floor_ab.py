@@ -25,7 +25,7 @@ REPO = Path(__file__).resolve().parent.parent
 MEASURE = r"""
 import json, sys, time, torch
 torch.set_num_threads(int(sys.argv[1]))
-from service.models import get_model
+from priorviz.models import get_model
 model = get_model("efficientnet_lite0")
 out = {}
 for batch, layer in ((1, "blocks.8"), (8, "blocks.10")):

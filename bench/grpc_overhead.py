@@ -42,9 +42,9 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=BENCH / "results")
     args = parser.parse_args()
 
+    from priorviz.models import get_model
     from priorviz_client import Client
     from service._proto.priorviz.v1 import priorviz_pb2 as pb
-    from service.models import get_model
     from service.runner import run_visualize
     from service.validation import Limits, visualize_spec
 

@@ -3,7 +3,7 @@
 Lucent is not a project dependency: ``bench/setup_lucent.sh`` installs it into
 ``bench/.venv-lucent``. This script must not import priorviz's packages (their dependencies
 are not in that venv), so it loads the one file that defines the network,
-``service/models/efficientnet_lite.py`` (plain torch), by path, and the same weights file
+``priorviz/models/efficientnet_lite.py`` (plain torch), by path, and the same weights file
 that priorviz loads (its path comes from the command line). The network is frozen and in
 eval mode, exactly as priorviz's ``TargetModel`` holds it, so both peers optimize the same
 function; Lucent gets it behind a [0, 1] -> [-1, 1] input layer because its own
@@ -34,7 +34,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 def load_architecture():
     """Import priorviz's EfficientNet-Lite definition by file path (it needs only torch)."""
-    spec = importlib.util.spec_from_file_location("efficientnet_lite", REPO / "service" / "models" / "efficientnet_lite.py")
+    spec = importlib.util.spec_from_file_location("efficientnet_lite", REPO / "priorviz" / "models" / "efficientnet_lite.py")
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses look their module up here
     spec.loader.exec_module(module)

@@ -18,10 +18,10 @@ import time
 
 import torch
 
-from service.models import get_model
-from service.objectives import Channel, Objective, per_batch
-from service.render import RenderConfig, render
-from service.transforms import standard_transforms
+from priorviz.models import get_model
+from priorviz.objectives import Channel, Objective, per_batch
+from priorviz.render import RenderConfig, render
+from priorviz.transforms import standard_transforms
 
 PAD, JITTER, FINAL_JITTER = 12, 8, 4
 """The standard transforms' sizes: their output is ``size + 2*PAD - JITTER - FINAL_JITTER`` on average."""

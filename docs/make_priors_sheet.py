@@ -21,11 +21,11 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageDraw
 
-from priors.statistics import batchnorm_statistics_distance
-from service.contact_sheet import to_pil
-from service.models import get_model
-from service.objectives import ClassLogit
-from service.render import RenderConfig, render
+from priorviz.images import to_pil
+from priorviz.models import get_model
+from priorviz.objectives import ClassLogit
+from priorviz.render import RenderConfig, render
+from priorviz.statistics import batchnorm_statistics_distance
 
 CLASSES = {836: "sunglasses", 515: "cowboy hat", 796: "ski mask"}
 RUNS = {"fourier": (512, 1), "gan_faces": (200, 4)}

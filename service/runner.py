@@ -13,11 +13,11 @@ import threading
 import time
 from collections.abc import Callable
 
-from service import metrics
+from priorviz import metrics
+from priorviz.models.target import TargetModel
+from priorviz.render import RenderCancelled, RenderResult, StepEvent, render
 from service._proto.priorviz.v1 import priorviz_pb2 as pb
 from service.jobs import Emit, StopCheck
-from service.models.target import TargetModel
-from service.render import RenderCancelled, RenderResult, StepEvent, render
 from service.validation import JobSpec, PriorRun, engine_error
 from service.wire import PRIOR_KINDS, encode_images
 

@@ -26,17 +26,17 @@ from grpc_reflection.v1alpha import reflection
 
 from priors.diffusers_loading import DiffusersModelError
 from priors.diffusers_priors import register_diffusers_prior
-from service import metrics as result_metrics
+from priorviz import metrics as result_metrics
+from priorviz.models._api import ModelNotFoundError, default_model_name, get_model, list_models, resolve_device
+from priorviz.models.target import TargetModel
+from priorviz.objectives import ClassLogit
+from priorviz.render import RenderCancelled, RenderConfig, render
 from service._proto.priorviz.v1 import priorviz_pb2 as pb
 from service._proto.priorviz.v1 import priorviz_pb2_grpc as pb_grpc
 from service.auth import BearerTokenInterceptor
 from service.config import Limits, ServerConfig
 from service.jobs import Job, JobCancelledError, JobQueue, QueueClosedError, QueueFullError, QueuePositionEvent
-from service.models.registry import ModelNotFoundError, default_model_name, get_model, list_models, resolve_device
-from service.models.target import TargetModel
-from service.objectives import ClassLogit
 from service.observability import ServiceMetrics, configure_json_logging
-from service.render import RenderCancelled, RenderConfig, render
 from service.runner import run_compare, run_visualize, set_worker_index
 from service.validation import (
     NO_HELD_OUT,

@@ -15,16 +15,16 @@ from dataclasses import dataclass, replace
 import grpc
 
 from priors.base import PriorInfo, PriorKind, PriorNotFoundError, list_priors
-from priors.statistics import BatchNormStatisticsPrior, NoBatchNormError
+from priorviz.models._api import ModelNotFoundError, ModelWeightsUnavailableError
+from priorviz.models.checkpoint import CheckpointError
+from priorviz.models.target import TargetModel, UnknownLayerError
+from priorviz.objective_text import ObjectiveSyntaxError
+from priorviz.objectives import Diversity, Objective, Scaled, Sum, validate_objective
+from priorviz.render import RenderConfig
+from priorviz.statistics import BatchNormStatisticsPrior, NoBatchNormError
+from priorviz.transforms import NO_TRANSFORMS, standard_transforms
 from service._proto.priorviz.v1 import priorviz_pb2 as pb
 from service.config import Limits
-from service.models.checkpoint import CheckpointError
-from service.models.registry import ModelNotFoundError, ModelWeightsUnavailableError
-from service.models.target import TargetModel, UnknownLayerError
-from service.objective_text import ObjectiveSyntaxError
-from service.objectives import Diversity, Objective, Scaled, Sum, validate_objective
-from service.render import RenderConfig
-from service.transforms import NO_TRANSFORMS, standard_transforms
 from service.wire import ObjectiveTooLargeError, objective_from_proto, objective_from_text, prior_options_from_wire
 
 NO_HELD_OUT = "none"

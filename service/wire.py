@@ -14,11 +14,10 @@ from collections.abc import Mapping
 from torch import Tensor
 
 from priors.base import PriorInfo, PriorKind
-from service._proto.priorviz.v1 import priorviz_pb2 as pb
-from service.contact_sheet import to_pil
-from service.models.target import LayerInfo
-from service.objective_text import parse_objective
-from service.objectives import (
+from priorviz.images import to_pil
+from priorviz.models.target import LayerInfo
+from priorviz.objective_text import parse_objective
+from priorviz.objectives import (
     Channel,
     ClassLogit,
     ClassProbability,
@@ -30,6 +29,7 @@ from service.objectives import (
     Scaled,
     Sum,
 )
+from service._proto.priorviz.v1 import priorviz_pb2 as pb
 
 PRIOR_KINDS = {PriorKind.UNCONSTRAINED: pb.PRIOR_KIND_UNCONSTRAINED, PriorKind.LEARNED: pb.PRIOR_KIND_LEARNED}
 

@@ -6,11 +6,11 @@ the same objectives under three setups:
 
 - ``fourier``: the unconstrained space (1/f-scaled spectrum, decorrelated colour);
 - ``fourier+statistics``: the same space with DeepInversion's batch-norm statistics prior
-  added to what is maximized (``priors.statistics.BatchNormStatisticsPrior``);
+  added to what is maximized (``priorviz.statistics.BatchNormStatisticsPrior``);
 - ``gan``: the latent of the embedded DCGAN face generator (``gan_faces``).
 
 Each (setup, objective group, seed) is one render with one batch element per objective
-(``per_batch``), measured with ``service.metrics.measure`` (held-out model: Lite1). Every
+(``per_batch``), measured with ``priorviz.metrics.measure`` (held-out model: Lite1). Every
 render's images (PNG) and metrics (JSON) go to ``--out``/runs and are reused when the
 script runs again, so the table and figures can be rebuilt without rendering anything.
 
@@ -34,14 +34,14 @@ from PIL import Image, ImageDraw
 
 from priors import gan
 from priors.base import get_prior
-from priors.statistics import BatchNormStatisticsPrior, batchnorm_statistics_distance
-from service.contact_sheet import to_pil
-from service.metrics import METRIC_DESCRIPTIONS, batch_diversity, measure
-from service.models import TargetModel, get_model
-from service.objectives import Channel, ClassLogit, Objective, per_batch
-from service.penalties import total_variation
-from service.render import RenderConfig, make_generator, render
-from service.spectrum import high_frequency_energy, spectral_slope
+from priorviz.images import to_pil
+from priorviz.metrics import METRIC_DESCRIPTIONS, batch_diversity, measure
+from priorviz.models import TargetModel, get_model
+from priorviz.objectives import Channel, ClassLogit, Objective, per_batch
+from priorviz.regularizers import total_variation
+from priorviz.render import RenderConfig, make_generator, render
+from priorviz.spectrum import high_frequency_energy, spectral_slope
+from priorviz.statistics import BatchNormStatisticsPrior, batchnorm_statistics_distance
 
 CLASSES = {836: "sunglasses", 515: "cowboy hat", 796: "ski mask", 903: "wig", 629: "lipstick"}
 CHANNEL_LAYER = "blocks.8"

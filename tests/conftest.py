@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from service.models import TargetModel, get_model
+from priorviz.models import TargetModel, get_model
 
 
 @pytest.fixture(scope="session")

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from client_server import SIDE, serving
 from PIL import Image
 from scipy import ndimage
 
-from client_server import SIDE, serving
 from priorviz_client import Client, PriorKind
 from priorviz_client._contact_sheet import KIND_COLOURS
 from priorviz_client._report import DISPLAY_SIZE, FRAME_WIDTH

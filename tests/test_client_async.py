@@ -7,8 +7,8 @@ import time
 from collections.abc import Iterator
 
 import pytest
-
 from client_server import SIDE, loopback_config, serving
+
 from priorviz_client import (
     AsyncClient,
     CancelledError,

@@ -11,9 +11,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import priorviz_client as client
+from priorviz import objectives as engine
+from priorviz.objective_text import parse_objective
 from priorviz_client._convert import objective_to_proto
-from service import objectives as engine
-from service.objective_text import parse_objective
 from service.wire import objective_from_proto
 
 LAYERS = ["blocks.10", "stem", "head", "blocks.3/input", "features.4.0"]

@@ -10,8 +10,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from client_server import SIDE, free_port, loopback_config, serving
+
 from priorviz_client import (
     CancelledError,
     Client,

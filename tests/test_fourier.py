@@ -9,7 +9,7 @@ import torch
 from priors.color import COLOR_CORRELATION_SQRT, decorrelate_colors
 from priors.fourier import OUTPUT_SCALE, FourierImage, frequency_scale
 from priors.pixel import PixelImage
-from service.render import make_generator
+from priorviz.render import make_generator
 
 
 def numpy_frequency_scale(height: int, width: int, decay_power: float) -> np.ndarray:

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from service.metrics import (
+from priorviz.metrics import (
     METRIC_DESCRIPTIONS,
     MetricPanel,
     batch_diversity,
@@ -22,11 +22,11 @@ from service.metrics import (
     measure,
     target_classes,
 )
-from service.models import TargetModel
-from service.models.target import Normalization
-from service.objectives import Channel, ClassLogit, ClassProbability, per_batch
-from service.render import RenderConfig, render
-from service.spectrum import (
+from priorviz.models import TargetModel
+from priorviz.models.target import Normalization
+from priorviz.objectives import Channel, ClassLogit, ClassProbability, per_batch
+from priorviz.render import RenderConfig, render
+from priorviz.spectrum import (
     HIGH_FREQUENCY_CUTOFF,
     SLOPE_BAND_HIGH,
     SLOPE_BAND_LOW_BINS,
@@ -35,7 +35,7 @@ from service.spectrum import (
     high_frequency_energy,
     spectral_slope,
 )
-from service.transforms import NO_TRANSFORMS
+from priorviz.transforms import NO_TRANSFORMS
 
 SIZE = 128
 """Small images keep the model-based tests within budget on two cores; the network is fully convolutional."""

@@ -10,7 +10,7 @@ import torch
 import torchvision
 from PIL import Image
 
-from service.models import (
+from priorviz.models import (
     LOGITS,
     ModelNotFoundError,
     ModelWeightsUnavailableError,
@@ -20,8 +20,7 @@ from service.models import (
     get_model,
     list_models,
 )
-from service.models.checkpoint import CheckpointError
-
+from priorviz.models.checkpoint import CheckpointError
 
 
 def foolbox_imagenet_photos() -> list[tuple[Path, int]]:

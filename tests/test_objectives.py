@@ -7,9 +7,9 @@ import pytest
 import torch
 from torch import nn
 
-from service.models.target import LOGITS, Normalization, TargetModel
-from service.objective_text import ObjectiveSyntaxError, parse_objective
-from service.objectives import (
+from priorviz.models.target import LOGITS, Normalization, TargetModel
+from priorviz.objective_text import ObjectiveSyntaxError, parse_objective
+from priorviz.objectives import (
     Channel,
     ClassLogit,
     ClassProbability,

@@ -15,10 +15,10 @@ from priors.decoder import DecoderLatentImage, build_decoder_prior
 from priors.diffusers_loading import DiffusersModelError
 from priors.diffusers_priors import register_diffusers_prior
 from priors.diffusion import GuidedDiffusionImage
-from service.models import TargetModel
-from service.objectives import ClassLogit
-from service.render import RenderConfig, make_generator, render
-from service.transforms import NO_TRANSFORMS
+from priorviz.models import TargetModel
+from priorviz.objectives import ClassLogit
+from priorviz.render import RenderConfig, make_generator, render
+from priorviz.transforms import NO_TRANSFORMS
 
 SIDE = 64
 OBJECTIVE = ClassLogit(836)

@@ -11,9 +11,9 @@ import torch
 import priors.gan
 from priors import PriorKind, PriorNotFoundError, get_prior, list_priors
 from priors.gan import FACES_LICENCE, GanLatentImage, face_gan_weights_path, load_face_generator
-from service.models import TargetModel
-from service.objectives import ClassLogit
-from service.render import RenderConfig, make_generator, render
+from priorviz.models import TargetModel
+from priorviz.objectives import ClassLogit
+from priorviz.render import RenderConfig, make_generator, render
 
 SUNGLASSES = 836
 

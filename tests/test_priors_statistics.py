@@ -8,16 +8,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from priors.statistics import (
+from priorviz.models import TargetModel
+from priorviz.models.target import Normalization
+from priorviz.objectives import ClassLogit
+from priorviz.render import RenderConfig, make_generator, render
+from priorviz.statistics import (
     BatchNormStatisticsPrior,
     NoBatchNormError,
     batchnorm_statistics_distance,
     running_statistics,
 )
-from service.models import TargetModel
-from service.models.target import Normalization
-from service.objectives import ClassLogit
-from service.render import RenderConfig, make_generator, render
 
 
 def photographs(size: int) -> torch.Tensor:

@@ -6,10 +6,11 @@ import pytest
 import torch
 
 from priors.pixel import PixelImage
-from service.models import TargetModel
-from service.objective_text import parse_objective
-from service.render import RenderCancelled, RenderConfig, StepEvent, make_generator, render
-from service.transforms import NO_TRANSFORMS, Jitter, Pad, ScaleRotate, standard_transforms
+from priorviz.models import TargetModel
+from priorviz.objective_text import parse_objective
+from priorviz.render import RenderCancelled, RenderConfig, StepEvent, render
+from priorviz.seeding import make_generator
+from priorviz.transforms import NO_TRANSFORMS, Jitter, Pad, ScaleRotate, standard_transforms
 
 
 def test_mid_layer_channel_rises_fivefold_in_64_steps(lite0: TargetModel) -> None:

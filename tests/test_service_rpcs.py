@@ -14,9 +14,9 @@ from PIL import Image
 from service_fixtures import SMALL, result_of, running_server, server_config, settings, stub_for, visualize
 
 from priors.base import PriorKind, list_priors
+from priorviz.metrics import METRIC_DESCRIPTIONS
 from service import healthcheck, validation
 from service._proto.priorviz.v1 import priorviz_pb2 as pb
-from service.metrics import METRIC_DESCRIPTIONS
 from service.server import register_diffusers_priors
 
 

@@ -9,10 +9,10 @@ something the generator can draw. Each metric here measures one symptom of the f
 - ``held_out_probability``: a class visualization that transfers to a second network
   shows the class, not a weakness of the first network.
 - ``spectral_slope`` / ``high_frequency_energy``: photographs fall near -2 with little
-  energy in the top frequencies; cheating patterns are grainier (see ``service.spectrum``).
+  energy in the top frequencies; cheating patterns are grainier (see ``priorviz.spectrum``).
 - ``total_variation``: high-frequency noise is also rough in pixel space.
 - ``bn_statistics_distance``: how far the feature statistics the image induces are from
-  those the network saw in training (DeepInversion's prior, ``priors.statistics``).
+  those the network saw in training (DeepInversion's prior, ``priorviz.statistics``).
 - ``diversity`` (batch): whether a batch found different patterns or the same one.
 
 Every measurement runs under ``torch.no_grad`` and draws its randomness from a generator
@@ -28,13 +28,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from priors.statistics import NoBatchNormError, batchnorm_statistics_distance
-from service.models.target import TargetModel
-from service.objectives import ClassLogit, ClassProbability, Objective, Scaled, Sum, gram_matrices
-from service.penalties import total_variation
-from service.render import make_generator
-from service.spectrum import ImageTooSmallError, high_frequency_energy, spectral_slope
-from service.transforms import standard_transforms
+from priorviz.models.target import TargetModel
+from priorviz.objectives import ClassLogit, ClassProbability, Objective, Scaled, Sum, gram_matrices
+from priorviz.regularizers import total_variation
+from priorviz.seeding import make_generator
+from priorviz.spectrum import ImageTooSmallError, high_frequency_energy, spectral_slope
+from priorviz.statistics import NoBatchNormError, batchnorm_statistics_distance
+from priorviz.transforms import standard_transforms
 
 DEFAULT_TRANSFORM_SAMPLES = 16
 

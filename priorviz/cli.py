@@ -9,17 +9,16 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 
 import torch
 
 from priors import PriorKind, list_priors
-from service.contact_sheet import Cell, contact_sheet, to_pil
-from service.models import LOGITS, default_model_name, get_model
-from service.objective_text import parse_objective
-from service.objectives import ClassLogit, ClassProbability, Objective
-from service.render import RenderConfig, StepEvent, render
+from priorviz.images import Cell, contact_sheet, to_pil
+from priorviz.models import LOGITS, default_model_name, get_model
+from priorviz.objective_text import parse_objective
+from priorviz.objectives import ClassLogit, ClassProbability, Objective
+from priorviz.render import RenderConfig, StepEvent, render
 
 DEFAULT_OBJECTIVES = ("logit:130", "logit:1", "blocks.10:17")
 

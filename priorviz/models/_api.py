@@ -2,7 +2,9 @@
 
 Registered builders make an ``nn.Module`` plus metadata on the CPU in float32; ``get_model``
 moves it to the job's device and dtype and caches the result per (name, device, dtype).
-Names that are not registered fall back to torchvision classifiers and ``checkpoint:PATH``.
+Names that are not registered go to the first registered *resolver* that claims them
+(``checkpoint:PATH``, torchvision classifiers). This module imports no model file: model
+files import it and register themselves, so no import cycle can form.
 """
 
 from __future__ import annotations
@@ -13,15 +15,26 @@ from dataclasses import dataclass
 
 import torch
 
-from service.models.target import TargetModel
+from priorviz.errors import NotFoundError, UnavailableError, clip_text
+from priorviz.models.target import TargetModel
 
 
-class ModelNotFoundError(LookupError):
+class ModelNotFoundError(NotFoundError):
     """No registered model, torchvision classifier or checkpoint answers to the name."""
 
 
-class ModelWeightsUnavailableError(RuntimeError):
+class ModelWeightsUnavailableError(UnavailableError):
     """The model exists but its weights are neither on disk nor downloadable here."""
+
+
+@dataclass(frozen=True)
+class ModelResolver:
+    """Builds models for names outside the registry that ``claims`` accepts (e.g. ``checkpoint:PATH``)."""
+
+    name: str
+    claims: Callable[[str], bool]
+    build: Callable[[str, bool], TargetModel]
+    """``build(name, allow_download)``: a CPU float32 model."""
 
 
 @dataclass(frozen=True)
@@ -33,6 +46,7 @@ class ModelEntry:
 
 
 _REGISTRY: dict[str, ModelEntry] = {}
+_RESOLVERS: list[ModelResolver] = []
 _CACHE: dict[tuple[str, str, torch.dtype], TargetModel] = {}
 _LOCK = threading.Lock()
 
@@ -49,6 +63,13 @@ def register_model(
         return builder
 
     return decorate
+
+
+def register_resolver(resolver: ModelResolver) -> None:
+    """Add a resolver, consulted in registration order for names outside the registry."""
+    if any(known.name == resolver.name for known in _RESOLVERS):
+        raise ValueError(f"model resolver {resolver.name!r} is already registered")
+    _RESOLVERS.append(resolver)
 
 
 def list_models() -> list[ModelEntry]:
@@ -76,8 +97,9 @@ def get_model(
 ) -> TargetModel:
     """The target model called ``name`` on ``device`` in ``dtype``, built once and cached.
 
-    Resolution order: registered names, ``checkpoint:PATH``, then torchvision classifiers
-    (whose weights are read from the torch cache, downloaded only with ``allow_download``).
+    Resolution order: registered names, then the resolvers (``checkpoint:PATH``; torchvision
+    classifiers, whose weights are read from the torch cache, downloaded only with
+    ``allow_download``).
     """
     device = resolve_device(device)
     key = (name, str(device), dtype)
@@ -97,14 +119,11 @@ def _build_cpu(name: str, allow_download: bool) -> TargetModel:
     if name in _REGISTRY:
         model = _REGISTRY[name].builder()
         model.description = _REGISTRY[name].description
-    elif name.startswith("checkpoint:"):
-        from service.models.checkpoint import load_checkpoint
-
-        model = load_checkpoint(name.removeprefix("checkpoint:"))
     else:
-        from service.models.torchvision_models import load_torchvision_model
-
-        model = load_torchvision_model(name, allow_download=allow_download)
+        resolver = next((r for r in _RESOLVERS if r.claims(name)), None)
+        if resolver is None:
+            raise ModelNotFoundError(f"unknown model {clip_text(name)!r}: not registered, not a checkpoint:PATH and not a torchvision classifier")
+        model = resolver.build(name, allow_download)
     _CACHE[cpu_key] = model
     return model
 

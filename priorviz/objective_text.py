@@ -22,7 +22,8 @@ from __future__ import annotations
 
 import re
 
-from service.objectives import (
+from priorviz.errors import InvalidInputError
+from priorviz.objectives import (
     Channel,
     ClassLogit,
     ClassProbability,
@@ -39,7 +40,7 @@ MAX_TEXT_LENGTH = 4096
 MAX_CHANNEL_RANGE = 256
 
 
-class ObjectiveSyntaxError(ValueError):
+class ObjectiveSyntaxError(InvalidInputError):
     """Malformed objective text; the message names the column and what was expected."""
 
     def __init__(self, text: str, position: int, expected: str) -> None:

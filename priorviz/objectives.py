@@ -3,7 +3,7 @@
 Every objective maps a dictionary of activations to one value per batch element
 (shape ``(batch,)``); the render loop maximizes their sum. Objectives compose with
 ``+``, ``-``, scalar ``*`` and ``/`` and unary ``-``, and every objective has a text form
-(``blocks.10:17``, ``logit:130``, ``neuron:blocks.10:17@7,7``) that ``service.objective_text``
+(``blocks.10:17``, ``logit:130``, ``neuron:blocks.10:17@7,7``) that ``priorviz.objective_text``
 parses back. ``batch=i`` restricts a term to batch element ``i`` so that one job can
 visualize several targets at once.
 """
@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from service.models.target import LOGITS
+from priorviz.models.target import LOGITS
 
 Activations = Mapping[str, Tensor]
 
@@ -41,7 +41,7 @@ class Objective(ABC):
 
     @abstractmethod
     def to_text(self) -> str:
-        """The short text form, parseable by ``service.objective_text.parse_objective``."""
+        """The short text form, parseable by ``priorviz.objective_text.parse_objective``."""
 
     def __str__(self) -> str:
         return self.to_text()

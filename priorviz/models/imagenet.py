@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from functools import cache
 
-from service.models.target import Normalization
+from priorviz.models.target import Normalization
 
 IMAGENET_NORMALIZATION = Normalization(mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
 MINUS_ONE_TO_ONE = Normalization(mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))

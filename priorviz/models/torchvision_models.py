@@ -9,9 +9,9 @@ import torch
 import torchvision
 from torch import nn
 
-from service.models.imagenet import IMAGENET_NORMALIZATION
-from service.models.registry import ModelNotFoundError, ModelWeightsUnavailableError
-from service.models.target import LOGITS, TargetModel
+from priorviz.models._api import ModelNotFoundError, ModelResolver, ModelWeightsUnavailableError, register_resolver
+from priorviz.models.imagenet import IMAGENET_NORMALIZATION
+from priorviz.models.target import LOGITS, TargetModel
 
 
 def listed_layers(module: nn.Module, input_size: int) -> list[str]:
@@ -78,3 +78,12 @@ def load_torchvision_model(name: str, *, allow_download: bool) -> TargetModel:
         layer_names=listed_layers(module, input_size),
         description=f"torchvision {arch} ({weights})",
     )
+
+
+def is_torchvision_name(name: str) -> bool:
+    return name.removeprefix("torchvision:") in torchvision.models.list_models()
+
+
+register_resolver(
+    ModelResolver("torchvision", is_torchvision_name, lambda name, allow: load_torchvision_model(name, allow_download=allow))
+)

@@ -9,24 +9,29 @@ none survives a job, whether it ends, fails or is cancelled.
 
 from __future__ import annotations
 
+import math
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 
 import torch
 from torch import Tensor
 
-from priors.base import Parameterization, get_prior
-from service.models.target import TargetModel
-from service.objectives import Objective
-from service.penalties import image_penalty
-from service.transforms import Transform, standard_transforms
+from priors.base import Parameterization, PriorNotFoundError, get_prior
+from priorviz.errors import CancelledError, ComputationError, InvalidInputError, NotFoundError, clip_text
+from priorviz.models import get_model
+from priorviz.models.target import TargetModel
+from priorviz.objective_text import parse_objective
+from priorviz.objectives import Objective
+from priorviz.regularizers import image_penalty
+from priorviz.seeding import make_generator
+from priorviz.transforms import Transform, standard_transforms
 
 DEFAULT_LEARNING_RATE = 0.05
 DEFAULT_STEPS = 512
 
 
-class RenderCancelled(Exception):
+class RenderCancelled(CancelledError):
     """The job was asked to stop; ``step`` is the last step that completed."""
 
     def __init__(self, step: int) -> None:
@@ -44,15 +49,20 @@ class RenderConfig:
     snapshot_steps: Sequence[int] = ()
     total_variation_weight: float = 0.0
     l1_weight: float = 0.0
+    blur_weight: float = 0.0
 
     def __post_init__(self) -> None:
         if self.steps < 1:
-            raise ValueError(f"steps must be at least 1, got {self.steps}")
-        if self.learning_rate is not None and not self.learning_rate > 0:
-            raise ValueError(f"learning_rate must be positive, got {self.learning_rate}")
+            raise InvalidInputError(f"steps must be at least 1, got {self.steps}", field="steps")
+        if self.learning_rate is not None and not (math.isfinite(self.learning_rate) and self.learning_rate > 0):
+            raise InvalidInputError(f"learning_rate must be positive, got {self.learning_rate}", field="learning_rate")
         bad = [step for step in self.snapshot_steps if not 1 <= step <= self.steps]
         if bad:
-            raise ValueError(f"snapshot steps {bad} are outside 1..{self.steps}")
+            raise InvalidInputError(f"snapshot steps {bad[:5]} are outside 1..{self.steps}", field="snapshot_steps")
+        for name in ("total_variation_weight", "l1_weight", "blur_weight"):
+            weight = getattr(self, name)
+            if not (math.isfinite(weight) and weight >= 0):
+                raise InvalidInputError(f"{name} must be finite and non-negative, got {weight}", field=name)
 
 
 @dataclass(frozen=True)
@@ -82,42 +92,60 @@ ProgressCallback = Callable[[StepEvent], None]
 StopCheck = Callable[[], bool]
 
 
-def make_generator(seed: int) -> torch.Generator:
-    """The CPU generator every random draw of a job comes from."""
-    return torch.Generator(device="cpu").manual_seed(seed)
+def build_prior(
+    name: str, batch: int, size: int, *, generator: torch.Generator, device: torch.device, options: Mapping[str, object]
+) -> Parameterization:
+    """A registered prior, with the priors package's errors turned into the engine's."""
+    try:
+        return get_prior(name, batch, size, size, generator=generator, device=device, **options)
+    except PriorNotFoundError as error:
+        raise NotFoundError(str(error), field="prior") from error
+    except (ValueError, TypeError) as error:  # an option the prior's builder refuses
+        raise InvalidInputError(clip_text(str(error)), field="prior_options") from error
 
 
 def render(
-    model: TargetModel,
-    objective: Objective,
+    model: TargetModel | str,
+    objective: Objective | str,
     prior: str | Parameterization = "fourier",
     *,
     batch: int = 1,
     size: int | None = None,
     config: RenderConfig | None = None,
-    prior_options: dict[str, object] | None = None,
+    steps: int | None = None,
+    seed: int | None = None,
+    prior_options: Mapping[str, object] | None = None,
     regularizer: Objective | None = None,
     progress: ProgressCallback | None = None,
     should_stop: StopCheck | None = None,
 ) -> RenderResult:
     """Maximize ``objective`` on ``model`` by optimizing the images of ``prior``.
 
-    ``prior`` is a registered prior's name (built here from the job's seed) or a ready
-    parameterization. ``regularizer`` is added to what is maximized but left out of the
-    reported values (e.g. the batch-norm statistics prior).
+    ``model`` is a ``TargetModel`` or a registered name; ``objective`` an ``Objective`` or its
+    text form (``"logit:130"``). ``prior`` is a registered prior's name (built here from the
+    job's seed) or a ready parameterization. ``steps`` and ``seed`` override ``config``'s.
+    ``regularizer`` is added to what is maximized but left out of the reported values (e.g.
+    the batch-norm statistics prior). Raises ``ComputationError`` when the objective stops
+    being finite, ``RenderCancelled`` when ``should_stop`` says so.
     """
+    if isinstance(model, str):
+        model = get_model(model)
+    if isinstance(objective, str):
+        objective = parse_objective(objective)
     config = config or RenderConfig()
+    if steps is not None or seed is not None:
+        config = replace(config, steps=config.steps if steps is None else steps, seed=config.seed if seed is None else seed)
     started = time.perf_counter()
     generator = make_generator(config.seed)
     size = size or model.input_size
     if isinstance(prior, str):
-        param = get_prior(prior, batch, size, size, generator=generator, device=model.device, **(prior_options or {}))
+        param = build_prior(prior, batch, size, generator=generator, device=model.device, options=prior_options or {})
     else:
         param = prior
     learning_rate = config.learning_rate or param.preferred_learning_rate() or DEFAULT_LEARNING_RATE
     trainable = [p for p in param.parameters() if p.requires_grad]
     if not trainable and not param.owns_update:
-        raise ValueError(f"{type(param).__name__} has no trainable parameters")
+        raise InvalidInputError(f"{type(param).__name__} has no trainable parameters", field="prior")
     optimizer = torch.optim.Adam(trainable, lr=learning_rate) if trainable and not param.owns_update else None
     goal = objective if regularizer is None else objective + regularizer
     layers = goal.layers()
@@ -137,7 +165,12 @@ def render(
         loss = -values.sum() + param.regularization()
         if regularizer is not None:
             loss = loss - regularizer(acts).sum()
-        loss = loss + image_penalty(images, config.total_variation_weight, config.l1_weight)
+        loss = loss + image_penalty(images, config.total_variation_weight, config.l1_weight, config.blur_weight)
+        if not torch.isfinite(loss):
+            raise ComputationError(
+                f"the objective {clip_text(objective.to_text())!r} became {loss.item()} at step {step} under prior "
+                f"{type(param).__name__}: lower its weights or the learning rate"
+            )
         loss.backward()
         if optimizer is not None:
             optimizer.step()
@@ -155,6 +188,8 @@ def render(
     with torch.no_grad():
         final = param()
         final_values = objective(model.activations(final.to(model.dtype), objective.layers()))
+    if not torch.isfinite(final_values).all():
+        raise ComputationError(f"the objective {clip_text(objective.to_text())!r} is not finite on the final images")
     return RenderResult(
         images=final.detach().float().cpu(),
         values=final_values.float().cpu(),

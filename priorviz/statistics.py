@@ -19,11 +19,12 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from service.models.target import INPUT_SUFFIX, TargetModel
-from service.objectives import Activations, Objective
+from priorviz.errors import InvalidInputError
+from priorviz.models.target import INPUT_SUFFIX, TargetModel
+from priorviz.objectives import Activations, Objective
 
 
-class NoBatchNormError(ValueError):
+class NoBatchNormError(InvalidInputError):
     """The model has no batch-norm layer with running statistics, so the prior is undefined."""
 
 

@@ -15,13 +15,14 @@ from pathlib import Path
 import torch
 import torchvision
 
-from service.models.imagenet import IMAGENET_NORMALIZATION, imagenet_class_names
-from service.models.registry import ModelNotFoundError
-from service.models.target import Normalization, TargetModel
-from service.models.torchvision_models import listed_layers
+from priorviz.errors import InvalidInputError
+from priorviz.models._api import ModelNotFoundError, ModelResolver, register_resolver
+from priorviz.models.imagenet import IMAGENET_NORMALIZATION, imagenet_class_names
+from priorviz.models.target import Normalization, TargetModel
+from priorviz.models.torchvision_models import listed_layers
 
 
-class CheckpointError(ValueError):
+class CheckpointError(InvalidInputError):
     """A checkpoint file that exists but does not hold what priorviz needs."""
 
 
@@ -66,3 +67,10 @@ def load_checkpoint(path: str | Path) -> TargetModel:
         layer_names=listed_layers(module, input_size),
         description=f"local checkpoint {path} ({arch})",
     )
+
+
+PREFIX = "checkpoint:"
+
+register_resolver(
+    ModelResolver("checkpoint", lambda name: name.startswith(PREFIX), lambda name, _: load_checkpoint(name.removeprefix(PREFIX)))
+)

@@ -17,6 +17,8 @@ import math
 import torch
 from torch import Tensor
 
+from priorviz.errors import InvalidInputError
+
 LUMINANCE_WEIGHTS = (0.299, 0.587, 0.114)
 """ITU-R BT.601 luma weights: a single grey channel to measure the spectrum on."""
 
@@ -34,7 +36,7 @@ HIGH_FREQUENCY_CUTOFF = 0.25
 """'Top frequencies': radial frequency above 0.25 cycles per pixel (wavelengths under 4 pixels)."""
 
 
-class ImageTooSmallError(ValueError):
+class ImageTooSmallError(InvalidInputError):
     """The image is too small for the spectral fit band to hold any frequencies."""
 
 

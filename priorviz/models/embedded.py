@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from service.models.efficientnet_lite import VARIANTS, fold_batchnorm, load_efficientnet_lite
-from service.models.imagenet import MINUS_ONE_TO_ONE, imagenet_class_names
-from service.models.registry import register_model
-from service.models.target import LOGITS, TargetModel
+from priorviz.models._api import register_model
+from priorviz.models.efficientnet_lite import VARIANTS, fold_batchnorm, load_efficientnet_lite
+from priorviz.models.imagenet import MINUS_ONE_TO_ONE, imagenet_class_names
+from priorviz.models.target import LOGITS, TargetModel
 
 
 def _lite_layer_names(block_count: int) -> list[str]:

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from priorviz.errors import NotFoundError, clip_text
+
 LOGITS = "logits"
 """Name of the classifier's output in activation dictionaries and objective text."""
 
@@ -26,16 +28,13 @@ class LayerInfo:
     width: int
 
 
-class UnknownLayerError(KeyError):
+class UnknownLayerError(NotFoundError, KeyError):
     """A layer name that the target model does not have."""
 
     def __init__(self, model: str, layer: str, known: Sequence[str]) -> None:
         self.model, self.layer = model, layer
         hint = ", ".join(known[:8]) + (", ..." if len(known) > 8 else "")
-        super().__init__(f"model {model!r} has no layer {layer!r} (layers: {hint})")
-
-    def __str__(self) -> str:  # KeyError quotes its message otherwise
-        return str(self.args[0])
+        super().__init__(f"model {model!r} has no layer {clip_text(layer)!r} (layers: {hint})")
 
 
 class _StopForward(Exception):

@@ -1,0 +1,38 @@
+"""priorviz, the engine: feature visualization under unconstrained and learned priors.
+
+    import priorviz
+    model = priorviz.get_model("efficientnet_lite0")
+    result = priorviz.render(model, "logit:130", prior="fourier", steps=256)
+    result.images                      # (1, 3, 224, 224) in [0, 1]
+
+The parts, each in the module named after it: ``models`` (the registry of target
+classifiers), ``objectives`` and ``objective_text`` (what to maximize, and its text form),
+``transforms`` (transformation robustness), ``render`` (the loop), ``regularizers`` and
+``statistics`` (image penalties and the batch-norm statistics prior), ``metrics`` and
+``spectrum`` (the metric panel), ``seeding``, ``images`` (PNG-ready tensors and contact
+sheets) and ``errors``. Image parameterizations and generators live in the ``priors``
+package. Importing priorviz imports no gRPC, protobuf or Prometheus module.
+"""
+
+from priorviz import errors, objectives
+from priorviz.metrics import MetricPanel, measure
+from priorviz.models import TargetModel, get_model, list_models, register_model
+from priorviz.objective_text import parse_objective
+from priorviz.render import RenderConfig, RenderResult, render
+from priorviz.transforms import standard_transforms
+
+__all__ = [
+    "MetricPanel",
+    "RenderConfig",
+    "RenderResult",
+    "TargetModel",
+    "errors",
+    "get_model",
+    "list_models",
+    "measure",
+    "objectives",
+    "parse_objective",
+    "register_model",
+    "render",
+    "standard_transforms",
+]

@@ -1,0 +1,48 @@
+"""The engine's one error hierarchy.
+
+Every error the engine raises on purpose is a ``PriorvizError``; its class says whose fault it
+is (the caller's input, something missing, something not installed here, a computation that
+went wrong), so that a front end (the gRPC service, a CLI) maps classes to answers in one
+table instead of guessing from messages. ``field`` names the input at fault when one is known.
+"""
+
+from __future__ import annotations
+
+MAX_ECHO = 200
+"""Errors quote user input cut to this many characters, so that hostile input is not echoed whole."""
+
+
+def clip_text(text: str, limit: int = MAX_ECHO) -> str:
+    """``text`` cut to ``limit`` characters, with a marker when it was longer."""
+    return text if len(text) <= limit else text[:limit] + f"...({len(text) - limit} more characters)"
+
+
+class PriorvizError(Exception):
+    """Base of every error the engine raises on purpose."""
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+class InvalidInputError(PriorvizError, ValueError):
+    """The caller's input is malformed or out of range."""
+
+
+class NotFoundError(PriorvizError, LookupError):
+    """A named thing (model, layer, prior, file) does not exist here."""
+
+
+class UnavailableError(PriorvizError, RuntimeError):
+    """The thing exists but cannot be used here now (weights not installed, no download)."""
+
+
+class ComputationError(PriorvizError, ArithmeticError):
+    """A computation failed on valid input, e.g. an objective that became NaN or infinite."""
+
+
+class CancelledError(PriorvizError):
+    """The work was asked to stop."""
