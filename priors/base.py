@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import enum
 from abc import ABC, abstractmethod
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
+
+from priors.options import Option, parse_options
 
 
 class PriorKind(enum.Enum):
@@ -77,12 +79,21 @@ class PriorInfo:
     latent_shape: tuple[int, ...] = ()
     """Shape of one image's latent (empty for pixel-space parameterizations)."""
     licence: str = ""
-    options: dict[str, str] = field(default_factory=dict)
-    """Option names a builder accepts, with a one-line meaning each."""
+    options: tuple[Option, ...] = ()
+    """The options a builder accepts, each with its type, range, default and meaning."""
+
+    def option_help(self) -> dict[str, str]:
+        """Option name -> the one line that ListPriors shows."""
+        return {option.name: option.describe() for option in self.options}
+
+    def parse_options(self, given: Mapping[str, object]) -> dict[str, bool | int | float | str]:
+        """Every option typed and checked (defaults filled in); raises ``OptionError``."""
+        return parse_options(self.options, given)
 
 
 PriorBuilder = Callable[..., Parameterization]
-"""``builder(batch, height, width, *, generator, device, **options) -> Parameterization``."""
+"""``builder(batch, height, width, *, generator, device, **options) -> Parameterization``; the
+options arrive parsed, typed and complete (see ``priors.options``)."""
 
 _PRIORS: dict[str, tuple[PriorInfo, PriorBuilder, Callable[[], bool]]] = {}
 
@@ -116,6 +127,13 @@ def list_priors(*, only_available: bool = True) -> list[PriorInfo]:
     return sorted(infos, key=lambda info: (info.kind != PriorKind.UNCONSTRAINED, info.name))
 
 
+def prior_info(name: str) -> PriorInfo:
+    """The registered prior's info, available here or not; raises ``PriorNotFoundError``."""
+    if name not in _PRIORS:
+        raise PriorNotFoundError(f"unknown prior {name[:200]!r}; available: {', '.join(sorted(_PRIORS))}")
+    return _PRIORS[name][0]
+
+
 def get_prior(
     name: str,
     batch: int,
@@ -127,12 +145,9 @@ def get_prior(
     **options: object,
 ) -> Parameterization:
     """Build the prior ``name``; its random initial state comes from ``generator`` (a CPU generator)."""
-    if name not in _PRIORS:
-        raise PriorNotFoundError(f"unknown prior {name!r}; available: {', '.join(sorted(_PRIORS))}")
-    info, builder, available = _PRIORS[name]
+    info = prior_info(name)
+    _, builder, available = _PRIORS[name]
     if not available():
         raise PriorNotFoundError(f"prior {name!r} is registered but its model is not installed here")
-    unknown = set(options) - set(info.options)
-    if unknown:
-        raise ValueError(f"prior {name!r} does not take option(s) {sorted(unknown)}; it takes {sorted(info.options)}")
-    return builder(batch, height, width, generator=generator, device=torch.device(device), **options)
+    parsed = info.parse_options(options)
+    return builder(batch, height, width, generator=generator, device=torch.device(device), **parsed)

@@ -23,6 +23,7 @@ from priors.diffusers_loading import (
     load_diffusers_model,
 )
 from priors.latent import LatentImage
+from priors.options import Option
 
 DEFAULT_CLIP = 3.0
 DEFAULT_NORM_PENALTY = 0.01
@@ -96,10 +97,12 @@ class DecoderLatentImage(LatentImage):
         return self.decoder.decode(raw.to(self.decoder.dtype)).sample
 
 
-DECODER_OPTIONS = {
-    "clip": f"each scaled latent component is clipped to [-clip, clip] after every step (default {DEFAULT_CLIP})",
-    "norm_penalty": f"weight of the penalty on a latent norm beyond the Gaussian shell (default {DEFAULT_NORM_PENALTY})",
-}
+DECODER_OPTIONS = (
+    Option("clip", float, DEFAULT_CLIP, "each scaled latent component is clipped to [-clip, clip] after every step",
+           minimum=0.1, maximum=10.0),
+    Option("norm_penalty", float, DEFAULT_NORM_PENALTY, "weight of the penalty on a latent norm beyond the Gaussian shell",
+           minimum=0.0, maximum=1000.0),
+)
 
 
 def decoder_config(kind: str, source: str | Path, *, allow_download: bool = False) -> dict[str, object]:
@@ -117,7 +120,8 @@ def build_decoder_prior(
     generator: torch.Generator,
     device: torch.device,
     allow_download: bool = False,
-    **options: object,
+    clip: float = DEFAULT_CLIP,
+    norm_penalty: float = DEFAULT_NORM_PENALTY,
 ) -> DecoderLatentImage:
     """A decoder prior on the diffusers model at ``source`` (a directory or a cached hub id)."""
     decoder = load_diffusers_model(
@@ -127,7 +131,6 @@ def build_decoder_prior(
         raise DiffusersModelError(source, f"{type(decoder).__name__} has no decoder")
     image = DecoderLatentImage(
         batch, height, width, generator=generator, decoder=decoder, kind=kind,
-        clip=float(options.get("clip", DEFAULT_CLIP)),  # type: ignore[arg-type]
-        norm_penalty=float(options.get("norm_penalty", DEFAULT_NORM_PENALTY)),  # type: ignore[arg-type]
+        clip=clip, norm_penalty=norm_penalty,
     )
     return image.to(device)

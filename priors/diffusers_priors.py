@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -72,12 +73,12 @@ def register_diffusers_prior(
             output_size=side,
             latent_shape=(3, side, side),
             licence=licence,
-            options=dict(DIFFUSION_OPTIONS),
+            options=DIFFUSION_OPTIONS,
         )
         availability = functools.partial(_still_there, source, "UNet2DModel", UNET_SUBFOLDERS, allow_download)
 
         def build(batch: int, height: int, width: int, *, generator: torch.Generator, device: torch.device,
-                  **options: object) -> Parameterization:
+                  **options: Any) -> Parameterization:
             return build_diffusion_prior(source, batch, height, width, generator=generator, device=device,
                                          allow_download=allow_download, **options)
     else:
@@ -93,13 +94,13 @@ def register_diffusers_prior(
             output_size=None,
             latent_shape=shape,
             licence=licence,
-            options=dict(DECODER_OPTIONS),
+            options=DECODER_OPTIONS,
         )
         class_name = decoder_class(kind).__name__
         availability = functools.partial(_still_there, source, class_name, DECODER_SUBFOLDERS, allow_download)
 
         def build(batch: int, height: int, width: int, *, generator: torch.Generator, device: torch.device,
-                  **options: object) -> Parameterization:
+                  **options: Any) -> Parameterization:
             return build_decoder_prior(kind, source, batch, height, width, generator=generator, device=device,
                                        allow_download=allow_download, **options)
 

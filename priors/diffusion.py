@@ -31,6 +31,7 @@ from torch import Tensor, nn
 
 from priors.base import Parameterization
 from priors.diffusers_loading import DiffusersModelError, load_diffusers_config, load_diffusers_model, resolve_source
+from priors.options import Option
 
 DEFAULT_SAMPLING_STEPS = 50
 DEFAULT_GUIDANCE_SCALE = 0.5
@@ -189,10 +190,12 @@ class GuidedDiffusionImage(Parameterization):
         self._clean = self._noise = None
 
 
-DIFFUSION_OPTIONS = {
-    "sampling_steps": f"DDIM steps from noise to image (default {DEFAULT_SAMPLING_STEPS})",
-    "guidance_scale": f"strength of the objective's pull on the predicted clean image (default {DEFAULT_GUIDANCE_SCALE})",
-}
+DIFFUSION_OPTIONS = (
+    Option("sampling_steps", int, DEFAULT_SAMPLING_STEPS, "DDIM steps from noise to image (at most the scheduler's "
+           "training steps)", minimum=1, maximum=MAX_SAMPLING_STEPS),
+    Option("guidance_scale", float, DEFAULT_GUIDANCE_SCALE, "strength of the objective's pull on the predicted clean "
+           "image", minimum=0.0, maximum=1000.0),
+)
 
 
 def unet_config(source: str | Path, *, allow_download: bool = False) -> dict[str, object]:
@@ -211,7 +214,8 @@ def build_diffusion_prior(
     generator: torch.Generator,
     device: torch.device,
     allow_download: bool = False,
-    **options: object,
+    sampling_steps: int = DEFAULT_SAMPLING_STEPS,
+    guidance_scale: float = DEFAULT_GUIDANCE_SCALE,
 ) -> GuidedDiffusionImage:
     """A guided-sampling prior on the UNet (and its scheduler config) at ``source``."""
     unet_config(source, allow_download=allow_download)
@@ -221,7 +225,6 @@ def build_diffusion_prior(
     )
     image = GuidedDiffusionImage(
         batch, height, width, generator=generator, unet=unet, scheduler=scheduler,
-        sampling_steps=int(options.get("sampling_steps", DEFAULT_SAMPLING_STEPS)),  # type: ignore[arg-type]
-        guidance_scale=float(options.get("guidance_scale", DEFAULT_GUIDANCE_SCALE)),  # type: ignore[arg-type]
+        sampling_steps=sampling_steps, guidance_scale=guidance_scale,
     )
     return image.to(device)

@@ -8,13 +8,12 @@ gradient steps are not dominated by high frequencies (Olah et al. 2017; Mordvint
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import Tensor, nn
 
 from priors.base import Parameterization, PriorInfo, PriorKind, register_prior
 from priors.color import to_valid_rgb
+from priors.options import Option
 
 INIT_STD = 0.01
 OUTPUT_SCALE = 4.0
@@ -60,17 +59,15 @@ class FourierImage(Parameterization):
         name="fourier",
         kind=PriorKind.UNCONSTRAINED,
         description="1/f-scaled Fourier coefficients in decorrelated colour (Lucid's default space)",
-        options={"decay_power": "exponent of the 1/f scaling (default 1.0)", "decorrelate": "decorrelate colours (default true)"},
+        options=(
+            Option("decay_power", float, 1.0, "exponent of the 1/f scaling", minimum=0.0, maximum=4.0),
+            Option("decorrelate", bool, True, "decorrelate colours"),
+        ),
     )
 )
 def build_fourier(
-    batch: int, height: int, width: int, *, generator: torch.Generator, device: torch.device, **options: object
+    batch: int, height: int, width: int, *, generator: torch.Generator, device: torch.device,
+    decay_power: float, decorrelate: bool,
 ) -> FourierImage:
-    decay_power = float(options.get("decay_power", 1.0))
-    if not math.isfinite(decay_power) or not 0.0 <= decay_power <= 4.0:
-        raise ValueError(f"decay_power must be within [0, 4], got {decay_power}")
-    image = FourierImage(
-        batch, height, width, generator=generator, decay_power=decay_power,
-        decorrelate=bool(options.get("decorrelate", True)),
-    )
+    image = FourierImage(batch, height, width, generator=generator, decay_power=decay_power, decorrelate=decorrelate)
     return image.to(device)

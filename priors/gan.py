@@ -23,6 +23,7 @@ from torch import Tensor, nn
 
 from priors.base import PriorInfo, PriorKind, register_prior
 from priors.latent import LatentImage
+from priors.options import Option
 
 LATENT_SIZE = 100
 FEATURES = 64
@@ -124,19 +125,21 @@ class GanLatentImage(LatentImage):
         output_size=OUTPUT_SIDE,
         latent_shape=(LATENT_SIZE, 1, 1),
         licence=FACES_LICENCE,
-        options={
-            "clip": f"each latent component is clipped to [-clip, clip] after every step (default {DEFAULT_CLIP})",
-            "norm_penalty": f"weight of the penalty on a latent norm beyond sqrt(100) (default {DEFAULT_NORM_PENALTY})",
-        },
+        options=(
+            Option("clip", float, DEFAULT_CLIP, "each latent component is clipped to [-clip, clip] after every step",
+                   minimum=0.1, maximum=10.0),
+            Option("norm_penalty", float, DEFAULT_NORM_PENALTY, "weight of the penalty on a latent norm beyond sqrt(100)",
+                   minimum=0.0, maximum=1000.0),
+        ),
     ),
     available=face_gan_available,
 )
 def build_gan_faces(
-    batch: int, height: int, width: int, *, generator: torch.Generator, device: torch.device, **options: object
+    batch: int, height: int, width: int, *, generator: torch.Generator, device: torch.device,
+    clip: float, norm_penalty: float,
 ) -> GanLatentImage:
     image = GanLatentImage(
-        batch, height, width, generator=generator, network=load_face_generator(device),
-        clip=float(options.get("clip", DEFAULT_CLIP)),
-        norm_penalty=float(options.get("norm_penalty", DEFAULT_NORM_PENALTY)),
+        batch, height, width, generator=generator, network=load_face_generator(device), clip=clip,
+        norm_penalty=norm_penalty,
     )
     return image.to(device)

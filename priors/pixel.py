@@ -7,6 +7,7 @@ from torch import Tensor, nn
 
 from priors.base import Parameterization, PriorInfo, PriorKind, register_prior
 from priors.color import to_valid_rgb
+from priors.options import Option
 
 INIT_STD = 0.01
 
@@ -35,10 +36,10 @@ class PixelImage(Parameterization):
         name="pixel",
         kind=PriorKind.UNCONSTRAINED,
         description="raw pixels through a sigmoid, optionally in decorrelated colour",
-        options={"decorrelate": "decorrelate colours (default true)"},
+        options=(Option("decorrelate", bool, True, "decorrelate colours"),),
     )
 )
 def build_pixel(
-    batch: int, height: int, width: int, *, generator: torch.Generator, device: torch.device, **options: object
+    batch: int, height: int, width: int, *, generator: torch.Generator, device: torch.device, decorrelate: bool
 ) -> PixelImage:
-    return PixelImage(batch, height, width, generator=generator, decorrelate=bool(options.get("decorrelate", True))).to(device)
+    return PixelImage(batch, height, width, generator=generator, decorrelate=decorrelate).to(device)

@@ -15,6 +15,7 @@ from dataclasses import dataclass, replace
 import grpc
 
 from priors.base import PriorInfo, PriorKind, PriorNotFoundError, list_priors
+from priors.options import OptionError
 from priorviz.models._api import ModelNotFoundError, ModelWeightsUnavailableError
 from priorviz.models.checkpoint import CheckpointError
 from priorviz.models.target import TargetModel, UnknownLayerError
@@ -25,7 +26,7 @@ from priorviz.statistics import BatchNormStatisticsPrior, NoBatchNormError
 from priorviz.transforms import NO_TRANSFORMS, standard_transforms
 from service._proto.priorviz.v1 import priorviz_pb2 as pb
 from service.config import Limits
-from service.wire import ObjectiveTooLargeError, objective_from_proto, objective_from_text, prior_options_from_wire
+from service.wire import ObjectiveTooLargeError, objective_from_proto, objective_from_text
 
 NO_HELD_OUT = "none"
 MAX_STATISTICS_PRIOR_WEIGHT = 1000.0
@@ -221,12 +222,11 @@ def check_prior(name: str, options: Mapping[str, str], field: str, options_field
     info, available = priors[name]
     if not available:
         raise NotFound(field, f"prior {name!r} is registered but its model is not installed on this server")
-    unknown = sorted(set(options) - set(info.options))
-    if unknown:
-        raise InvalidArgument(
-            options_field, f"prior {name!r} does not take {unknown[:5]}; it takes {sorted(info.options)}"
-        )
-    return PriorRun(name, info.kind, prior_options_from_wire(options), field, options_field)
+    try:
+        parsed = info.parse_options(options)
+    except OptionError as error:
+        raise InvalidArgument(options_field, f"prior {name!r}: {error}") from None
+    return PriorRun(name, info.kind, parsed, field, options_field)
 
 
 def visualize_spec(

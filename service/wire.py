@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import io
 import math
-from collections.abc import Mapping
 
 from torch import Tensor
 
@@ -153,23 +152,6 @@ def _check_parsed(objective: Objective, budget: _Budget, depth: int) -> None:
             _finite(value, "settings.objective_text")
 
 
-def prior_options_from_wire(options: Mapping[str, str]) -> dict[str, object]:
-    """Text option values as the builders expect them: booleans, integers, floats or text."""
-    return {name: _option_value(value) for name, value in options.items()}
-
-
-def _option_value(text: str) -> object:
-    lowered = text.strip().lower()
-    if lowered in ("true", "false"):
-        return lowered == "true"
-    for parse in (int, float):
-        try:
-            return parse(lowered)
-        except ValueError:
-            pass
-    return text
-
-
 def encode_png(image: Tensor) -> pb.Image:
     """One (3, H, W) image in [0, 1] as an 8-bit RGB PNG (NaN drawn black, values clipped)."""
     picture = to_pil(image)
@@ -194,6 +176,6 @@ def prior_to_proto(info: PriorInfo, available: bool) -> pb.PriorInfo:
         output_size=info.output_size or 0,
         latent_shape=list(info.latent_shape),
         licence=info.licence,
-        options=dict(info.options),
+        options=info.option_help(),
         available=available,
     )

@@ -134,7 +134,7 @@ def test_the_objective_rises_under_guided_diffusion(tmp_path: Path, lite0: Targe
     source = save_ddpm_pipeline(tmp_path / "ddpm")
     info = register_diffusers_prior(unique("ddpm"), source, "unet", licence="test model")
     assert (info.output_size, info.latent_shape, info.licence) == (16, (3, 16, 16), "test model")
-    assert set(info.options) == {"sampling_steps", "guidance_scale"}
+    assert {option.name for option in info.options} == {"sampling_steps", "guidance_scale"}
     config = RenderConfig(steps=10, seed=4, transforms=NO_TRANSFORMS)
     finals = {}
     for scale in (0.0, 1.0):

@@ -75,6 +75,8 @@ class TrainConfig:
     total_steps: int = 4500
     classes_per_batch: int = 16
     learning_rate: float = 2e-3
+    class_code_learning_rate_scale: float = 1.0
+    """The class codes' rate over the rest's: a code is updated only in the steps that draw its class."""
     warmup_steps: int = 100
     bf16_autocast: bool = True
     generator: GeneratorConfig = field(default_factory=GeneratorConfig)
@@ -203,6 +205,14 @@ def diversity_hinge(images: Tensor, latents: Tensor, margin: float) -> Tensor:
     return F.relu(margin - image_distance / latent_distance).mean()
 
 
+def make_optimizer(generator: DistilledGenerator, config: TrainConfig) -> torch.optim.Adam:
+    """Adam with betas (0.5, 0.99), the class codes in a group of their own with a scaled rate."""
+    codes = [generator.class_codes.weight]
+    rest = [p for name, p in generator.named_parameters() if name != "class_codes.weight"]
+    groups = [{"params": rest, "scale": 1.0}, {"params": codes, "scale": config.class_code_learning_rate_scale}]
+    return torch.optim.Adam(groups, lr=config.learning_rate, betas=(0.5, 0.99))
+
+
 def learning_rate_at(step: int, config: TrainConfig) -> float:
     if step < config.warmup_steps:
         return config.learning_rate * (step + 1) / config.warmup_steps
@@ -270,7 +280,7 @@ def train(config: TrainConfig, checkpoint: Path, log: Path, *, steps: int | None
     statistics = BatchNormInputs(classifier)
     generator = DistilledGenerator(config.generator).to(device)
     generator.initialize_class_codes(classifier.classifier.weight)
-    optimizer = torch.optim.Adam(generator.parameters(), lr=config.learning_rate, betas=(0.5, 0.99))
+    optimizer = make_optimizer(generator, config)
     step, elapsed = 0, 0.0
     if checkpoint.exists():
         step, elapsed = load_checkpoint(checkpoint, generator, optimizer)
@@ -304,7 +314,7 @@ def _train_step(generator: DistilledGenerator, classifier: nn.Module, statistics
     latents = torch.randn(labels.shape[0], config.generator.latent_size, generator=random).to(device)
     learning_rate = learning_rate_at(step, config)
     for group in optimizer.param_groups:
-        group["lr"] = learning_rate
+        group["lr"] = learning_rate * group["scale"]
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast), statistics.capturing() as captured:
         images = generator(latents, generator.code_of(labels))
         seen = augment(images, config.augment, random) * 2 - 1
@@ -336,8 +346,7 @@ def export_weights(config: TrainConfig, checkpoint: Path, out: Path, *, batches:
     """Write the shipped weights: the checkpoint's generator, its batch-norm running statistics
     re-estimated as a plain average over ``batches`` batches of all classes, in fp16."""
     generator = DistilledGenerator(config.generator)
-    optimizer = torch.optim.Adam(generator.parameters())
-    step, elapsed = load_checkpoint(checkpoint, generator, optimizer)
+    step, elapsed = load_checkpoint(checkpoint, generator, make_optimizer(generator, config))
     for module in generator.modules():
         if isinstance(module, nn.BatchNorm2d):
             module.reset_running_stats()
