@@ -15,12 +15,14 @@ from priors.decoder import DecoderLatentImage
 from priors.diffusers_loading import DiffusersModelError
 from priors.diffusers_priors import register_diffusers_prior
 from priors.diffusion import GuidedDiffusionImage
+from priors.distilled_imagenet import DistilledLatentImage
 from priors.fourier import FourierImage
 from priors.gan import GanLatentImage
 from priors.pixel import PixelImage
 
 __all__ = [
     "DecoderLatentImage",
+    "DistilledLatentImage",
     "DiffusersModelError",
     "FourierImage",
     "GanLatentImage",

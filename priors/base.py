@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import enum
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -56,6 +56,10 @@ class Parameterization(nn.Module, ABC):
     def update(self, step: int, total_steps: int) -> None:
         """For ``owns_update`` samplers: take one step using the gradients just computed."""
         raise NotImplementedError(f"{type(self).__name__} is stepped by the optimizer")
+
+    def start_at_classes(self, classes: Sequence[int | None]) -> None:
+        """Called before the first step with the class each image's objective targets (None: no
+        class), for class-conditional generators that start at that class; ignored by default."""
 
     def preferred_learning_rate(self) -> float | None:
         """A learning rate that suits this space better than the loop's default, or None."""

@@ -4,7 +4,8 @@ No ImageNet generator and no natural-image data can be had offline, but the embe
 EfficientNet-Lite0 carries ImageNet's statistics in its batch-norm layers. The project trains
 this generator against Lite0 only (cross-entropy for the class, batch-level batch-norm
 statistics, a diversity term and total variation; see ``priorviz.training.distill``), and ships
-its weights in ``priors/weights/``.
+its weights in ``priors/weights/``. As a prior (``distilled_imagenet``) it optimizes z and the
+class code of the frozen generator.
 
 Architecture, BigGAN-like and small enough for the CPU: the latent z (128 numbers) and a class
 code (128 numbers) go through a linear layer to 4x4 features, then five blocks of nearest
@@ -17,11 +18,21 @@ carries over to its neighbours.
 
 from __future__ import annotations
 
+import json
+import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from safetensors import safe_open
+from safetensors.torch import load_file
 from torch import Tensor, nn
+
+from priors.base import PriorInfo, PriorKind, register_prior
+from priors.latent import LatentImage
+from priors.options import Option
 
 
 @dataclass(frozen=True)
@@ -33,6 +44,8 @@ class GeneratorConfig:
     num_classes: int = 1000
     widths: tuple[int, ...] = (256, 192, 128, 64, 32, 16)
     """Channels at 4, 8, 16, 32, 64 and 128 pixels."""
+    template_side: int = 0
+    """Side of a learned per-class colour layout added before the output sigmoid (0: none)."""
 
     @property
     def output_side(self) -> int:
@@ -72,6 +85,16 @@ class UpBlock(nn.Module):
         return F.leaky_relu(self.norm(self.conv(features), condition), 0.2)
 
 
+@dataclass(frozen=True)
+class ClassCode:
+    """What the generator knows of a class: a code vector, and optionally a coarse colour layout."""
+
+    vector: Tensor
+    """(batch, class_code_size)"""
+    template: Tensor | None = None
+    """(batch, 3 * template_side**2), added to the output's logits after bilinear upsampling."""
+
+
 class DistilledGenerator(nn.Module):
     """G(z, class code) -> images (batch, 3, 128, 128) in [0, 1].
 
@@ -91,18 +114,28 @@ class DistilledGenerator(nn.Module):
             UpBlock(wide, narrow, condition_size) for wide, narrow in zip(config.widths, config.widths[1:])
         )
         self.to_rgb = nn.Conv2d(config.widths[-1], 3, 3, padding=1)
+        side = config.template_side
+        self.class_templates = nn.Embedding(config.num_classes, 3 * side * side) if side else None
+        if self.class_templates is not None:
+            nn.init.zeros_(self.class_templates.weight)
 
-    def code_of(self, labels: Tensor) -> Tensor:
-        """The class codes of integer ``labels``: (batch, class_code_size)."""
-        return self.class_codes(labels)
+    def code_of(self, labels: Tensor) -> ClassCode:
+        """The class codes of integer ``labels``."""
+        template = self.class_templates(labels) if self.class_templates is not None else None
+        return ClassCode(self.class_codes(labels), template)
 
-    def forward(self, latent: Tensor, class_code: Tensor) -> Tensor:
-        condition = torch.cat([latent, class_code], dim=1)
+    def forward(self, latent: Tensor, code: ClassCode) -> Tensor:
+        condition = torch.cat([latent, code.vector], dim=1)
         features = self.to_features(condition).view(latent.shape[0], self.config.widths[0], 4, 4)
         features = F.leaky_relu(self.first_norm(features, condition), 0.2)
         for block in self.blocks:
             features = block(features, condition)
-        return torch.sigmoid(self.to_rgb(features))
+        logits = self.to_rgb(features)
+        if code.template is not None:
+            side = self.config.template_side
+            layout = code.template.view(-1, 3, side, side)
+            logits = logits + F.interpolate(layout, size=logits.shape[-2:], mode="bilinear", align_corners=False)
+        return torch.sigmoid(logits)
 
     @torch.no_grad()
     def initialize_class_codes(self, class_weights: Tensor) -> None:
@@ -116,4 +149,120 @@ class DistilledGenerator(nn.Module):
         rows = rows - rows.mean(dim=0, keepdim=True)
         _, _, directions = torch.linalg.svd(rows, full_matrices=False)
         codes = rows @ directions[: self.config.class_code_size].T
-        self.class_codes.weight.copy_(codes / codes.std(dim=0, keepdim=True).clamp(min=1e-8))
+        codes = codes / codes.std(dim=0, keepdim=True).clamp(min=1e-8)
+        # Fewer classes than code components (tests): the components past the rank stay zero.
+        self.class_codes.weight.zero_()[:, : codes.shape[1]] = codes
+
+
+# ---------------------------------------------------------------------------------------------
+# The prior: optimize (z, class code) of the shipped generator
+
+WEIGHTS_PATH = Path(__file__).resolve().parent / "weights" / "distilled_imagenet.safetensors"
+LICENCE = (
+    "Apache-2.0; trained by priorviz from EfficientNet-Lite0's Apache-2.0 weights alone (no images): "
+    "priors/weights/distilled_imagenet.md"
+)
+DEFAULT_CLIP = 3.0
+DEFAULT_NORM_PENALTY = 1.0
+LEARNING_RATE = 0.05
+
+
+def distilled_weights_available() -> bool:
+    return WEIGHTS_PATH.is_file()
+
+
+_loaded: dict[tuple[str, torch.dtype], DistilledGenerator] = {}
+_loading = threading.Lock()
+
+
+def load_distilled_generator(device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32,
+                             path: Path = WEIGHTS_PATH) -> DistilledGenerator:
+    """The shipped generator (fp16 on disk, ``dtype`` in memory), frozen, in eval mode; loaded once per device."""
+    device = torch.device(device)
+    key = (f"{path}:{device}", dtype)
+    with _loading:
+        if key not in _loaded:
+            if not path.is_file():
+                raise FileNotFoundError(f"the distilled ImageNet generator's weights are not at {path}")
+            with safe_open(str(path), framework="pt") as handle:
+                metadata = handle.metadata() or {}
+            fields = json.loads(metadata["generator"])
+            config = GeneratorConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()})
+            network = DistilledGenerator(config)
+            state = {name: tensor.float() for name, tensor in load_file(str(path)).items()}
+            network.load_state_dict(state, strict=True)
+            _loaded[key] = network.to(device=device, dtype=dtype).eval().requires_grad_(False)
+        return _loaded[key]
+
+
+class DistilledLatentImage(LatentImage):
+    """Images of the frozen distilled generator from a trainable z and a trainable class code.
+
+    z is kept on its Gaussian shell (clipping and a norm penalty, as for ``gan_faces``). The
+    class code starts at the class the image's objective targets, else at the mean of all
+    classes' codes, and then moves freely: an objective that is not a class can pull it
+    anywhere between classes.
+    """
+
+    def __init__(self, batch: int, height: int, width: int, *, generator: torch.Generator,
+                 network: DistilledGenerator, clip: float, norm_penalty: float) -> None:
+        super().__init__(
+            batch, height, width, generator=generator, network=network,
+            latent_shape=(network.config.latent_size,), clip=clip, norm_penalty=norm_penalty,
+            learning_rate=LEARNING_RATE,
+        )
+        mean = network.code_of(torch.arange(network.config.num_classes, device=_device_of(network)))
+        self.class_vector = nn.Parameter(mean.vector.mean(dim=0).expand(batch, -1).clone().float())
+        self.class_template = (
+            nn.Parameter(mean.template.mean(dim=0).expand(batch, -1).clone().float())
+            if mean.template is not None
+            else None
+        )
+
+    @torch.no_grad()
+    def start_at_classes(self, classes: Sequence[int | None]) -> None:
+        network: DistilledGenerator = self.network  # type: ignore[assignment]
+        for image, label in enumerate(classes):
+            if label is None or not 0 <= label < network.config.num_classes:
+                continue
+            code = network.code_of(torch.tensor([label], device=_device_of(network)))
+            self.class_vector[image] = code.vector[0].to(self.class_vector)
+            if self.class_template is not None and code.template is not None:
+                self.class_template[image] = code.template[0].to(self.class_template)
+
+    def draw(self) -> Tensor:
+        network: DistilledGenerator = self.network  # type: ignore[assignment]
+        dtype = next(network.parameters()).dtype
+        template = self.class_template.to(dtype) if self.class_template is not None else None
+        images = network(self.latent.to(dtype), ClassCode(self.class_vector.to(dtype), template))
+        return images * 2 - 1
+
+
+def _device_of(module: nn.Module) -> torch.device:
+    return next(module.parameters()).device
+
+
+@register_prior(
+    PriorInfo(
+        name="distilled_imagenet",
+        kind=PriorKind.LEARNED,
+        description="latent z and class code of a class-conditional ImageNet generator that priorviz trained from "
+        "EfficientNet-Lite0 alone (128x128, resized bilinearly)",
+        output_size=128,
+        latent_shape=(GeneratorConfig().latent_size,),
+        licence=LICENCE,
+        options=(
+            Option("clip", float, DEFAULT_CLIP, "each z component is clipped to [-clip, clip] after every step",
+                   minimum=0.1, maximum=10.0),
+            Option("norm_penalty", float, DEFAULT_NORM_PENALTY, "weight of the penalty on a z norm beyond its "
+                   "Gaussian shell", minimum=0.0, maximum=1000.0),
+        ),
+    ),
+    available=distilled_weights_available,
+)
+def build_distilled_imagenet(batch: int, height: int, width: int, *, generator: torch.Generator,
+                             device: torch.device, clip: float, norm_penalty: float) -> DistilledLatentImage:
+    network = load_distilled_generator(device)
+    image = DistilledLatentImage(batch, height, width, generator=generator, network=network, clip=clip,
+                                 norm_penalty=norm_penalty)
+    return image.to(device)

@@ -19,6 +19,7 @@ from torch import Tensor
 
 from priors.base import Parameterization, PriorNotFoundError, get_prior
 from priorviz.errors import CancelledError, ComputationError, InvalidInputError, NotFoundError, clip_text
+from priorviz.metrics import target_classes
 from priorviz.models import get_model
 from priorviz.models.target import TargetModel
 from priorviz.objective_text import parse_objective
@@ -142,6 +143,7 @@ def render(
         param = build_prior(prior, batch, size, generator=generator, device=model.device, options=prior_options or {})
     else:
         param = prior
+    param.start_at_classes([targets[0] if targets else None for targets in target_classes(objective, batch)])
     learning_rate = config.learning_rate or param.preferred_learning_rate() or DEFAULT_LEARNING_RATE
     trainable = [p for p in param.parameters() if p.requires_grad]
     if not trainable and not param.owns_update:

@@ -206,9 +206,10 @@ def diversity_hinge(images: Tensor, latents: Tensor, margin: float) -> Tensor:
 
 
 def make_optimizer(generator: DistilledGenerator, config: TrainConfig) -> torch.optim.Adam:
-    """Adam with betas (0.5, 0.99), the class codes in a group of their own with a scaled rate."""
-    codes = [generator.class_codes.weight]
-    rest = [p for name, p in generator.named_parameters() if name != "class_codes.weight"]
+    """Adam with betas (0.5, 0.99), the per-class parameters in a group of their own with a scaled rate."""
+    per_class = {"class_codes.weight", "class_templates.weight"}
+    codes = [p for name, p in generator.named_parameters() if name in per_class]
+    rest = [p for name, p in generator.named_parameters() if name not in per_class]
     groups = [{"params": rest, "scale": 1.0}, {"params": codes, "scale": config.class_code_learning_rate_scale}]
     return torch.optim.Adam(groups, lr=config.learning_rate, betas=(0.5, 0.99))
 
@@ -279,7 +280,7 @@ def train(config: TrainConfig, checkpoint: Path, log: Path, *, steps: int | None
     classifier = load_classifier(device)
     statistics = BatchNormInputs(classifier)
     generator = DistilledGenerator(config.generator).to(device)
-    generator.initialize_class_codes(classifier.classifier.weight)
+    generator.initialize_class_codes(classifier.classifier.weight[: config.generator.num_classes])
     optimizer = make_optimizer(generator, config)
     step, elapsed = 0, 0.0
     if checkpoint.exists():
