@@ -1,49 +1,29 @@
-"""The asyncio client: the same surface as ``Client``, as coroutines and async iterators."""
+"""The asyncio client: the same surface as ``Client``, as coroutines and async iterators, on a grpc.aio channel."""
 
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import AsyncIterator, Callable, Mapping
-from pathlib import Path
+from collections.abc import AsyncIterator, Mapping
 from types import TracebackType
-from typing import Any, Generic, TypeVar, Unpack
+from typing import Unpack
 
 import grpc
-import grpc.aio
 
-from priorviz_client._connection import DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_UNARY_TIMEOUT, Connection, RetryPolicy
-from priorviz_client._convert import CompareEvents, VisualizeEvents, model_info, model_summary, prior_info
-from priorviz_client._exceptions import (
-    CancelledError,
-    DeadlineExceededError,
-    RpcError,
-    UnavailableError,
-    from_rpc_error,
-)
-from priorviz_client._health import CHECK_METHOD, HealthCheckRequest, HealthCheckResponse, status_name
+from priorviz_client._base import HEALTH_CHECK, BaseClient, BaseJob, R, Stream, T, Unary
+from priorviz_client._exceptions import CancelledError
+from priorviz_client._health import HealthCheckRequest
 from priorviz_client._objectives import Objective
 from priorviz_client._progress import ProgressBar
-from priorviz_client._proto.priorviz.v1 import priorviz_pb2 as pb
-from priorviz_client._proto.priorviz.v1.priorviz_pb2_grpc import VisualizerStub
-from priorviz_client._requests import Priors, RenderOptions, compare_request, visualize_request
+from priorviz_client._requests import Priors, RenderOptions
 from priorviz_client._results import Comparison, Event, LayerInfo, ModelInfo, ModelSummary, PriorInfo, Visualization
 
-R = TypeVar("R", Visualization, Comparison)
 
-
-class AsyncJob(Generic[R]):
+class AsyncJob(BaseJob[R]):
     """A running Visualize or Compare call: ``async for`` its events, then ``await result()``.
 
     Leaving an ``async with job:`` block early or calling ``cancel()`` cancels the call at
     once; breaking out of ``async for`` cancels it when the loop's iterator is finalized.
     """
-
-    def __init__(self, call: Any, translate: Callable[[Any], Event | R], method: str) -> None:
-        self._call = call
-        self._translate = translate
-        self._method = method
-        self._result: R | None = None
 
     def __aiter__(self) -> AsyncIterator[Event]:
         return self._events()
@@ -51,89 +31,42 @@ class AsyncJob(Generic[R]):
     async def _events(self) -> AsyncIterator[Event]:
         try:
             async for message in self._call:
-                item = self._translate(message)
-                if isinstance(item, Visualization | Comparison):
-                    self._result = item  # type: ignore[assignment]
-                else:
-                    yield item
+                event = self._take(message)
+                if event is not None:
+                    yield event
         except grpc.RpcError as error:
-            raise from_rpc_error(error, self._method) from error
+            raise self._error(error) from error
         except asyncio.CancelledError:
             # grpc.aio raises asyncio's CancelledError for a call this client cancelled; that is
             # the job's outcome, not a cancellation of the caller's task, which must propagate.
             task = asyncio.current_task()
             if not self._call.cancelled() or (task is not None and task.cancelling()):
                 raise
-            raise CancelledError("the call was cancelled by this client", method=self._method) from None
+            raise CancelledError("the call was cancelled by this client", method=self._stream.method) from None
         finally:
-            if self._result is None:
-                self._call.cancel()
+            self._release()
 
     async def result(self) -> R:
         """Waits for the end of the stream (skipping remaining events) and returns the result."""
         async for _ in self:
             pass
-        if self._result is None:
-            raise RpcError("the stream ended without a result", code=grpc.StatusCode.INTERNAL, method=self._method)
-        return self._result
-
-    def cancel(self) -> bool:
-        """Cancels the call; False when it had already finished."""
-        return self._call.cancel()
-
-    @property
-    def done(self) -> bool:
-        return self._result is not None or self._call.done()
+        return self._outcome()
 
     async def __aenter__(self) -> AsyncJob[R]:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        if self._result is None:
-            self._call.cancel()
+        self._release()
 
 
-class AsyncClient:
+class AsyncClient(BaseClient):
     """Like ``Client``, for asyncio: ``async with AsyncClient(...) as client``. Create it inside the running loop."""
 
-    def __init__(
-        self,
-        target: str | None = None,
-        *,
-        token: str | None = None,
-        tls: bool = False,
-        root_certificates: bytes | str | Path | None = None,
-        private_key: bytes | str | Path | None = None,
-        certificate_chain: bytes | str | Path | None = None,
-        server_name: str | None = None,
-        timeout: float | None = DEFAULT_UNARY_TIMEOUT,
-        retry: RetryPolicy | None = None,
-        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
-    ) -> None:
-        self.connection = Connection.create(
-            target,
-            token=token,
-            tls=tls,
-            root_certificates=root_certificates,
-            private_key=private_key,
-            certificate_chain=certificate_chain,
-            server_name=server_name,
-            max_message_bytes=max_message_bytes,
-            timeout=timeout,
-            retry=retry,
-        )
-        credentials = self.connection.credentials()
-        options = self.connection.channel_options()
+    def _open_channel(self) -> grpc.aio.Channel:
+        credentials, options = self.connection.credentials(), self.connection.channel_options()
         if credentials is None:
-            self._channel = grpc.aio.insecure_channel(self.connection.target, options=options)
-        else:
-            self._channel = grpc.aio.secure_channel(self.connection.target, credentials, options=options)
-        self._stub = VisualizerStub(self._channel)
-        self._health_check = self._channel.unary_unary(
-            CHECK_METHOD,
-            request_serializer=HealthCheckRequest.SerializeToString,
-            response_deserializer=HealthCheckResponse.FromString,
-        )
+            return grpc.aio.insecure_channel(self.connection.target, options=options)
+        return grpc.aio.secure_channel(self.connection.target, credentials, options=options)
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -152,15 +85,13 @@ class AsyncClient:
 
     async def models(self, *, timeout: float | None = None) -> tuple[ModelSummary, ...]:
         """The models the server can load by name, default first."""
-        response = await self._idempotent("ListModels", self._stub.ListModels, pb.ListModelsRequest(), timeout)
-        return tuple(model_summary(model) for model in response.models)
+        return await self._unary(self._list_models(), timeout)
 
     async def describe_model(
         self, model: str | None = None, *, class_names: bool = True, timeout: float | None = None
     ) -> ModelInfo:
         """Input size, class names and layers of ``model`` (the server's default when None)."""
-        request = pb.DescribeModelRequest(model=model or "", omit_class_names=not class_names)
-        return model_info(await self._idempotent("DescribeModel", self._stub.DescribeModel, request, timeout))
+        return await self._unary(self._describe_model(model, class_names), timeout)
 
     async def layers(self, model: str | None = None, *, timeout: float | None = None) -> tuple[LayerInfo, ...]:
         """The layers objectives can name on ``model``, from the input towards the output."""
@@ -168,36 +99,28 @@ class AsyncClient:
 
     async def priors(self, *, include_unavailable: bool = False, timeout: float | None = None) -> tuple[PriorInfo, ...]:
         """The priors, unconstrained first; ``include_unavailable`` adds those not installed."""
-        request = pb.ListPriorsRequest(include_unavailable=include_unavailable)
-        response = await self._idempotent("ListPriors", self._stub.ListPriors, request, timeout)
-        return tuple(prior_info(prior) for prior in response.priors)
+        return await self._unary(self._list_priors(include_unavailable), timeout)
 
     async def metric_descriptions(self, *, timeout: float | None = None) -> dict[str, str]:
         """What each metric key in results means, one line each."""
-        response = await self._idempotent("ListPriors", self._stub.ListPriors, pb.ListPriorsRequest(), timeout)
-        return dict(sorted(response.metric_descriptions.items()))
+        return await self._unary(self._metric_descriptions(), timeout)
 
     async def health(self, *, timeout: float | None = None) -> str:
         """The server's health status: ``SERVING`` once the default model is loaded and warm."""
-        return status_name(await self._idempotent("Health/Check", self._health_check, HealthCheckRequest(), timeout))
+        return await self._unary(self._health(), timeout)
 
     async def wait_until_serving(self, timeout: float = 120.0, poll_interval: float = 0.5) -> None:
         """Waits until health is SERVING; DeadlineExceededError after ``timeout`` seconds."""
-        deadline = time.monotonic() + timeout
-        last = "no answer"
+        wait = self._serving_wait(timeout, poll_interval)
+        check = self._calls[HEALTH_CHECK]
         while True:
-            remaining = deadline - time.monotonic()
             try:
-                last = status_name(await self._health_check(HealthCheckRequest(), timeout=max(remaining, 0.01)))
-                if last == "SERVING":
+                response = await check(HealthCheckRequest(), timeout=wait.check_timeout(), metadata=self._metadata)
+                if wait.serving(response):
                     return
             except grpc.RpcError as error:
-                last = from_rpc_error(error, "Health/Check").code.name
-            if remaining <= poll_interval:
-                raise DeadlineExceededError(
-                    f"server at {self.connection.target} not SERVING after {timeout:g} s (last: {last})"
-                )
-            await asyncio.sleep(poll_interval)
+                wait.failed(error)
+            await asyncio.sleep(wait.pause())
 
     # -- long work (never retried) -----------------------------------------------------
 
@@ -211,9 +134,7 @@ class AsyncClient:
         **options: Unpack[RenderOptions],
     ) -> AsyncJob[Visualization]:
         """Starts a visualization; ``async for`` the job for Queued/Progress/Preview events."""
-        request = visualize_request(objective, prior, prior_options, options)
-        call = self._stub.Visualize(request, timeout=timeout, metadata=self.connection.metadata())
-        return AsyncJob(call, VisualizeEvents(prior).event, "Visualize")
+        return self._start(self._visualize(objective, prior, prior_options, options), timeout)
 
     async def visualize(
         self,
@@ -239,9 +160,7 @@ class AsyncClient:
         **options: Unpack[RenderOptions],
     ) -> AsyncJob[Comparison]:
         """Starts a comparison; ``async for`` the job for events (Progress carries the prior)."""
-        request = compare_request(objective, priors, options)
-        call = self._stub.Compare(request, timeout=timeout, metadata=self.connection.metadata())
-        return AsyncJob(call, CompareEvents().event, "Compare")
+        return self._start(self._compare(objective, priors, options), timeout)
 
     async def compare(
         self,
@@ -256,26 +175,23 @@ class AsyncClient:
         bar = ProgressBar() if progress else None
         return await _finish(self.compare_stream(objective, priors=priors, timeout=timeout, **options), bar)
 
-    # -- internals ---------------------------------------------------------------------
+    # -- I/O -----------------------------------------------------------------------------
 
-    async def _idempotent(self, method: str, function: Callable[..., Any], request: Any, timeout: float | None) -> Any:
-        """Calls ``function``, retrying with backoff on UNAVAILABLE within one overall deadline."""
-        budget = self.connection.unary_timeout(timeout)
-        deadline = None if budget is None else time.monotonic() + budget
-        policy = self.connection.retry
-        for attempt in range(1, policy.max_attempts + 1):
-            remaining = None if deadline is None else max(deadline - time.monotonic(), 0.0)
+    async def _unary(self, call: Unary[T], timeout: float | None) -> T:
+        """Sends ``call``, sleeping between attempts for as long as the retry decision says."""
+        retry = self._retry(call.method, timeout)
+        while True:
             try:
-                return await function(request, timeout=remaining, metadata=self.connection.metadata())
-            except grpc.RpcError as rpc_error:
-                error = from_rpc_error(rpc_error, method)
-                if not isinstance(error, UnavailableError) or attempt == policy.max_attempts:
-                    raise error from rpc_error
-                pause = policy.backoff(attempt)
-                if deadline is not None and time.monotonic() + pause >= deadline:
-                    raise error from rpc_error
-                await asyncio.sleep(pause)
-        raise AssertionError("unreachable: the last attempt returns or raises")
+                response = await self._calls[call.method](
+                    call.request, timeout=retry.timeout(), metadata=self._metadata
+                )
+            except grpc.RpcError as error:
+                await asyncio.sleep(retry.pause(error))
+            else:
+                return call.parse(response)
+
+    def _start(self, stream: Stream[R], timeout: float | None) -> AsyncJob[R]:
+        return AsyncJob(self._calls[stream.method](stream.request, timeout=timeout, metadata=self._metadata), stream)
 
 
 async def _finish(job: AsyncJob[R], bar: ProgressBar | None) -> R:

@@ -256,7 +256,7 @@ def _visualize(client: Client, args: argparse.Namespace) -> int:
 
 def _settings(args: argparse.Namespace, client: Client) -> dict[str, object]:
     settings: dict[str, object] = {"server": client.connection.target}
-    settings.update({key: value for key, value in _render_options(args).items()})
+    settings.update(_render_options(args))
     return settings
 
 

@@ -7,12 +7,15 @@ schema to keep the client's dependencies at grpcio, protobuf and pillow.
 
 from __future__ import annotations
 
+from typing import Any
+
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+from google.protobuf.message import Message
 
 CHECK_METHOD = "/grpc.health.v1.Health/Check"
 
 
-def _health_messages() -> tuple[type, type, dict[int, str]]:
+def _health_messages() -> tuple[type[Message], type[Message], dict[int, str]]:
     file = descriptor_pb2.FileDescriptorProto(name="priorviz_client/grpc_health_v1.proto", package="grpc.health.v1")
     request = file.message_type.add(name="HealthCheckRequest")
     request.field.add(name="service", number=1, type=descriptor_pb2.FieldDescriptorProto.TYPE_STRING)
@@ -38,6 +41,6 @@ def _health_messages() -> tuple[type, type, dict[int, str]]:
 HealthCheckRequest, HealthCheckResponse, STATUS_NAMES = _health_messages()
 
 
-def status_name(response: object) -> str:
-    """``SERVING``, ``NOT_SERVING``, ... for a HealthCheckResponse."""
-    return STATUS_NAMES.get(response.status, "UNKNOWN")  # type: ignore[attr-defined]
+def status_name(response: Any) -> str:
+    """``SERVING``, ``NOT_SERVING``, ... for a HealthCheckResponse (a message class made at run time)."""
+    return STATUS_NAMES.get(response.status, "UNKNOWN")

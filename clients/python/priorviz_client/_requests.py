@@ -10,7 +10,12 @@ from priorviz_client._objectives import Objective, ObjectiveError
 from priorviz_client._proto.priorviz.v1 import priorviz_pb2 as pb
 
 Priors = Iterable[str] | Mapping[str, Mapping[str, object]]
-"""Prior names in order, or names mapped to their options (``{"gan_face": {"latent_clip": 2}}``)."""
+"""Prior names in order, or names mapped to their options (``{"fourier": {}, "gan_faces": {"clip": 2.0}}``).
+
+``client.priors()`` lists each prior's options with their meaning, type, default and range
+(``PriorInfo.options``); the server refuses an unknown key or a value out of range with
+``InvalidArgumentError`` before the job is queued.
+"""
 
 
 class RenderOptions(TypedDict, total=False):
@@ -87,4 +92,9 @@ def _prior_choices(priors: Priors | None) -> list[pb.PriorChoice]:
 
 def _text_options(options: Mapping[str, object] | None) -> dict[str, str]:
     """The wire carries options as text; the server parses each by the prior's declared type."""
-    return {str(key): str(value) for key, value in (options or {}).items()}
+    return {str(key): _option_text(value) for key, value in (options or {}).items()}
+
+
+def _option_text(value: object) -> str:
+    """A bool as the wire's ``true``/``false``, anything else as Python writes it."""
+    return str(value).lower() if isinstance(value, bool) else str(value)

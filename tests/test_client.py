@@ -1,18 +1,28 @@
-"""The synchronous client against a real server on loopback: listings, results, events, errors, cancel."""
+"""Both clients against a real server on loopback: listings, results, events, errors, cancel, retry, TLS.
+
+Every test that takes ``connect`` runs twice: with ``Client``, and with ``AsyncClient``
+driven from this synchronous code through ``Blocking`` (an event loop in its own thread).
+The two share one surface, so one suite checks both. The tests at the end check what only
+asyncio has: concurrent calls, and cancelling the caller's task.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import pickle
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import cast
 
 import pytest
+from blocking_async import Blocking, EventLoopThread
 from client_server import SIDE, free_port, loopback_config, serving
 
 from priorviz_client import (
+    AsyncClient,
     CancelledError,
     Client,
     Comparison,
@@ -25,6 +35,7 @@ from priorviz_client import (
     Queued,
     ResourceExhaustedError,
     RetryPolicy,
+    RpcError,
     UnauthenticatedError,
     UnavailableError,
     channel,
@@ -35,6 +46,19 @@ from service.server import PriorvizServer
 LONG = 2000
 """Steps of a job that would run for minutes: it only ends early if cancellation works."""
 
+Connect = Callable[..., Client]
+"""Opens a client: ``Client`` itself, or an ``AsyncClient`` behind the same blocking surface."""
+
+
+@pytest.fixture(scope="module", params=["Client", "AsyncClient"])
+def connect(request: pytest.FixtureRequest) -> Iterator[Connect]:
+    if request.param == "Client":
+        yield Client
+        return
+    with EventLoopThread() as loop:
+        # Blocking is no Client subclass, but it answers to every name of Client's surface.
+        yield cast(Connect, lambda *args, **kwargs: Blocking.create(loop, AsyncClient, *args, **kwargs))
+
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[PriorvizServer]:
@@ -42,15 +66,23 @@ def server() -> Iterator[PriorvizServer]:
         yield running
 
 
+@pytest.fixture(scope="module")
+def single_worker() -> Iterator[PriorvizServer]:
+    """One worker and no queue: while a job runs, any other is refused, which shows whether it still runs."""
+    with serving(loopback_config(workers=1, max_queue=0)) as running:
+        yield running
+
+
 @pytest.fixture()
-def client(server: PriorvizServer) -> Iterator[Client]:
-    with Client(f"127.0.0.1:{server.port}", timeout=30) as connected:
+def client(connect: Connect, server: PriorvizServer) -> Iterator[Client]:
+    with connect(f"127.0.0.1:{server.port}", timeout=30) as connected:
         yield connected
 
 
 def test_listings_describe_the_embedded_defaults(client: Client) -> None:
     assert client.health() == "SERVING"
     models = client.models()
+    assert models[0].is_default
     assert [model.name for model in models if model.is_default] == ["efficientnet_lite0"]
     info = client.describe_model()
     assert (info.name, info.input_size, info.num_classes, len(info.class_names)) == (
@@ -61,6 +93,7 @@ def test_listings_describe_the_embedded_defaults(client: Client) -> None:
     )
     assert info.layer("blocks.10").channels == 112
     assert client.layers("efficientnet_lite0") == info.layers
+    assert info.layers[0].name == "stem"
     priors = client.priors()
     assert priors[0].name == "fourier" and priors[0].kind is PriorKind.UNCONSTRAINED
     assert {"objective", "robustness", "spectral_slope"} <= set(client.metric_descriptions())
@@ -115,26 +148,49 @@ def test_compare_defaults_to_unconstrained_and_every_learned_prior(client: Clien
     assert {result.prior for result in comparison.results} == expected
 
 
+def test_prior_options_reach_the_server_as_each_prior_declares_them(client: Client) -> None:
+    declared = {prior.name: prior.options for prior in client.priors()}
+    assert {"clip", "norm_penalty"} <= set(declared["gan_faces"])
+    assert {"decay_power", "decorrelate"} <= set(declared["fourier"])
+    priors = {"fourier": {"decay_power": 1.5, "decorrelate": False}, "gan_faces": {"clip": 2.0, "norm_penalty": 0.5}}
+    comparison = client.compare("logit:1", priors=priors, steps=2, size=SIDE)
+    assert [result.prior for result in comparison.results] == ["fourier", "gan_faces"]
+    # The option changes the image: the same seed with the default decay draws another one.
+    plain = client.visualize("logit:1", prior_options={"decorrelate": False}, steps=2, size=SIDE)
+    assert plain.images[0].tobytes() != comparison["fourier"].images[0].tobytes()
+
+
 @pytest.mark.parametrize(
     "call, error, fragment",
     [
         (lambda c: c.visualize(channel("no_such_layer", 1), steps=2, size=SIDE), NotFoundError, "no_such_layer"),
+        (lambda c: c.visualize("no_such_layer:1", steps=2, size=SIDE), NotFoundError, "no_such_layer"),
         (lambda c: c.visualize("blocks.5:", steps=2, size=SIDE), InvalidArgumentError, "objective"),
         (lambda c: c.visualize("blocks.5:3", steps=10**6, size=SIDE), InvalidArgumentError, "steps"),
         (lambda c: c.visualize("blocks.5:3", prior="no_such_prior", steps=2), NotFoundError, "no_such_prior"),
         (lambda c: c.describe_model("no_such_model"), NotFoundError, "no_such_model"),
+        (
+            lambda c: c.compare("logit:1", priors={"gan_faces": {"latent_clip": 2}}, steps=2, size=SIDE),
+            InvalidArgumentError,
+            "latent_clip",
+        ),
+        (lambda c: c.visualize("logit:1", prior="gan_face", steps=2, size=SIDE), NotFoundError, "gan_face"),
     ],
 )
-def test_status_codes_become_typed_errors(client: Client, call: object, error: type, fragment: str) -> None:
+def test_status_codes_become_typed_errors(
+    client: Client, call: Callable[[Client], object], error: type[RpcError], fragment: str
+) -> None:
     with pytest.raises(error, match=fragment) as raised:
-        call(client)  # type: ignore[operator]
+        call(client)
     assert raised.value.details and raised.value.method
 
 
-def test_message_limit_is_the_clients_option(server: PriorvizServer, client: Client) -> None:
-    with Client(f"127.0.0.1:{server.port}", max_message_bytes=1024) as small:
-        with pytest.raises(ResourceExhaustedError, match="larger than max"):
-            small.visualize("blocks.5:3", steps=1, size=SIDE)
+def test_message_limit_is_the_clients_option(connect: Connect, server: PriorvizServer, client: Client) -> None:
+    with (
+        connect(f"127.0.0.1:{server.port}", max_message_bytes=1024) as small,
+        pytest.raises(ResourceExhaustedError, match="larger than max"),
+    ):
+        small.visualize("blocks.5:3", steps=1, size=SIDE)
     # The default (64 MiB) takes a batch of images in one result message.
     assert len(client.visualize("blocks.5:3", steps=1, size=SIDE, batch=4).images) == 4
 
@@ -148,9 +204,8 @@ def test_deadline_stops_a_long_job(client: Client) -> None:
     assert client.visualize("blocks.5:3", steps=2, size=SIDE, timeout=20).steps == 2
 
 
-def test_breaking_out_of_the_events_cancels_the_job() -> None:
-    config = loopback_config(workers=1, max_queue=0)
-    with serving(config) as server, Client(f"127.0.0.1:{server.port}") as client:
+def test_breaking_out_of_the_events_cancels_the_job(connect: Connect, single_worker: PriorvizServer) -> None:
+    with connect(f"127.0.0.1:{single_worker.port}") as client:
         job = client.visualize_stream("blocks.5:3", steps=LONG, size=SIDE)
         for event in job:
             if isinstance(event, Progress):
@@ -163,11 +218,33 @@ def test_breaking_out_of_the_events_cancels_the_job() -> None:
         assert _runs_within(client, seconds=5.0), "the cancelled job kept the only worker busy"
 
 
-def test_cancel_through_the_handle() -> None:
-    config = loopback_config(workers=1, max_queue=0)
-    with serving(config) as server, Client(f"127.0.0.1:{server.port}") as client:
+def test_leaving_the_job_block_cancels(connect: Connect, single_worker: PriorvizServer) -> None:
+    with connect(f"127.0.0.1:{single_worker.port}") as client:
+        with client.visualize_stream("blocks.5:3", steps=LONG, size=SIDE) as job:
+            events = iter(job)  # kept open: only leaving the block ends the call
+            next(event for event in events if isinstance(event, Progress))
+            with pytest.raises(ResourceExhaustedError):
+                client.visualize("blocks.5:3", steps=2, size=SIDE)
+        with pytest.raises(CancelledError):
+            job.result()
+        assert _runs_within(client, seconds=5.0), "the cancelled job kept the only worker busy"
+
+
+def test_cancel_through_the_handle(connect: Connect, single_worker: PriorvizServer) -> None:
+    with connect(f"127.0.0.1:{single_worker.port}") as client:
+        # From inside the loop over its events:
         job = client.visualize_stream("blocks.5:3", steps=LONG, size=SIDE)
-        next(event for event in job if isinstance(event, Progress))
+        with pytest.raises(CancelledError):
+            for event in job:
+                if isinstance(event, Progress):
+                    assert job.cancel()
+        assert job.done
+        assert _runs_within(client, seconds=5.0)
+
+        # From another thread while result() waits:
+        job = client.visualize_stream("blocks.5:3", steps=LONG, size=SIDE)
+        events = iter(job)  # kept open, so that only cancel() can end the call
+        next(event for event in events if isinstance(event, Progress))
         threading.Timer(0.2, job.cancel).start()
         with pytest.raises(CancelledError):
             job.result()
@@ -186,7 +263,7 @@ def _runs_within(client: Client, seconds: float) -> bool:
     return False
 
 
-def test_listings_retry_until_a_late_server_is_up() -> None:
+def test_listings_retry_until_a_late_server_is_up(connect: Connect) -> None:
     port = free_port()
     holder: dict[str, PriorvizServer] = {}
     starter = threading.Timer(
@@ -194,7 +271,7 @@ def test_listings_retry_until_a_late_server_is_up() -> None:
     )
     starter.start()
     try:
-        with Client(
+        with connect(
             f"127.0.0.1:{port}", retry=RetryPolicy(max_attempts=20, initial_backoff=0.2, max_backoff=1.0)
         ) as client:
             assert client.models()[0].name == "efficientnet_lite0"
@@ -203,8 +280,8 @@ def test_listings_retry_until_a_late_server_is_up() -> None:
         holder["server"].stop(grace_seconds=0)
 
 
-def test_long_work_is_not_retried() -> None:
-    with Client(f"127.0.0.1:{free_port()}", retry=RetryPolicy(max_attempts=10, initial_backoff=1.0)) as client:
+def test_long_work_is_not_retried(connect: Connect) -> None:
+    with connect(f"127.0.0.1:{free_port()}", retry=RetryPolicy(max_attempts=10, initial_backoff=1.0)) as client:
         started = time.monotonic()
         with pytest.raises(UnavailableError):
             client.visualize("blocks.5:3", steps=2, size=SIDE)
@@ -213,7 +290,19 @@ def test_long_work_is_not_retried() -> None:
             client.models(timeout=0.5)
 
 
-def test_token_and_tls(tmp_path: Path) -> None:
+def test_wait_until_serving(connect: Connect, server: PriorvizServer) -> None:
+    with connect(f"127.0.0.1:{server.port}") as client:
+        started = time.monotonic()
+        client.wait_until_serving(timeout=5)
+        assert time.monotonic() - started < 1.0
+    with connect(f"127.0.0.1:{free_port()}") as client:
+        started = time.monotonic()
+        with pytest.raises(DeadlineExceededError, match=r"not SERVING after 1 s \(last: UNAVAILABLE\)"):
+            client.wait_until_serving(timeout=1, poll_interval=0.1)
+        assert 0.8 < time.monotonic() - started < 3.0
+
+
+def test_token_and_tls(connect: Connect, tmp_path: Path) -> None:
     key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
     try:
         subprocess.run(
@@ -244,12 +333,47 @@ def test_token_and_tls(tmp_path: Path) -> None:
     config = loopback_config(token="s3cret", tls_cert=str(cert), tls_key=str(key))
     with serving(config) as server:
         target = f"127.0.0.1:{server.port}"
-        with Client(target, token="s3cret", root_certificates=cert, server_name="localhost") as client:
+        with connect(target, token="s3cret", root_certificates=cert, server_name="localhost") as client:
             assert client.models()[0].is_default
             assert client.visualize("logit:1", steps=2, size=SIDE).images[0].size == (SIDE, SIDE)
-        with Client(target, token="wrong", root_certificates=cert, server_name="localhost") as client:
-            with pytest.raises(UnauthenticatedError):
-                client.models()
-        with Client(target, token="s3cret", retry=RetryPolicy(max_attempts=1)) as plaintext:
-            with pytest.raises(UnavailableError):
-                plaintext.models(timeout=2)
+        with (
+            connect(target, token="wrong", root_certificates=cert, server_name="localhost") as client,
+            pytest.raises(UnauthenticatedError),
+        ):
+            client.models()
+        with (
+            connect(target, token="s3cret", retry=RetryPolicy(max_attempts=1)) as plaintext,
+            pytest.raises(UnavailableError),
+        ):
+            plaintext.models(timeout=2)
+
+
+# -- what only asyncio has ------------------------------------------------------------------
+
+
+def test_async_calls_run_concurrently(server: PriorvizServer) -> None:
+    async def scenario() -> None:
+        async with AsyncClient(f"127.0.0.1:{server.port}") as client:
+            models, layers, priors = await asyncio.gather(client.models(), client.layers(), client.priors())
+            assert models[0].is_default and layers[0].name == "stem" and priors[0].kind is PriorKind.UNCONSTRAINED
+
+    asyncio.run(scenario())
+
+
+def test_cancelling_the_callers_task_cancels_the_call(single_worker: PriorvizServer) -> None:
+    async def scenario() -> None:
+        async with AsyncClient(f"127.0.0.1:{single_worker.port}") as client:
+            # wait_for cancels the task; the task's cancellation must propagate (not become the
+            # job's CancelledError) for wait_for to answer TimeoutError, and the server must stop.
+            with pytest.raises(TimeoutError):
+                await asyncio.wait_for(client.visualize("blocks.5:3", steps=LONG, size=SIDE), 1.0)
+            deadline = time.monotonic() + 5.0
+            while time.monotonic() < deadline:
+                try:
+                    assert (await client.visualize("blocks.5:3", steps=2, size=SIDE)).steps == 2
+                    return
+                except ResourceExhaustedError:
+                    await asyncio.sleep(0.05)
+            pytest.fail("the job went on after its task was cancelled")
+
+    asyncio.run(scenario())
