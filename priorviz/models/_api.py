@@ -1,15 +1,21 @@
 """A registry of target models in the style of torchvision's ``register_model``/``get_model``.
 
 Registered builders make an ``nn.Module`` plus metadata on the CPU in float32; ``get_model``
-moves it to the job's device and dtype and caches the result per (name, device, dtype).
-Names that are not registered go to the first registered *resolver* that claims them
-(``checkpoint:PATH``, torchvision classifiers). This module imports no model file: model
-files import it and register themselves, so no import cycle can form.
+moves it to the job's device and dtype and caches the result per (canonical name, device,
+dtype). Names that are not registered go to the first registered *resolver* that claims them
+(``checkpoint:PATH``, torchvision classifiers); a resolver may map several spellings of one
+model to one canonical name (a checkpoint's resolved path), so that they share one cache
+entry. Of the models resolvers build, the cache keeps the most recently used only
+(``set_model_cache_size``). A model is built under a lock of its own, so that loading one
+never blocks the use of another.
+This module imports no model file: model files import it and register themselves, so no
+import cycle can form.
 """
 
 from __future__ import annotations
 
 import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -35,6 +41,8 @@ class ModelResolver:
     claims: Callable[[str], bool]
     build: Callable[[str, bool], TargetModel]
     """``build(name, allow_download)``: a CPU float32 model."""
+    canonical: Callable[[str], str] = lambda name: name
+    """The one name of every spelling of a model (e.g. a checkpoint's resolved path); the cache key."""
 
 
 @dataclass(frozen=True)
@@ -45,10 +53,18 @@ class ModelEntry:
     default: bool = False
 
 
+DEFAULT_CACHED_MODELS = 8
+
+CacheKey = tuple[str, str, torch.dtype]
 _REGISTRY: dict[str, ModelEntry] = {}
 _RESOLVERS: list[ModelResolver] = []
-_CACHE: dict[tuple[str, str, torch.dtype], TargetModel] = {}
+_CACHE: OrderedDict[CacheKey, TargetModel] = OrderedDict()
+"""Least recently used first."""
+_cache_size = DEFAULT_CACHED_MODELS
+_LOADING: dict[CacheKey, threading.Lock] = {}
+"""One lock per model being built, so that two threads asking for it build it once."""
 _LOCK = threading.Lock()
+"""Guards the dictionaries above; never held while a model is built."""
 
 
 def register_model(
@@ -88,6 +104,34 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
     return torch.device(device)
 
 
+def set_model_cache_size(models: int) -> None:
+    """Keep at most ``models`` resolver-built models (per device and dtype), dropping the least recently used.
+
+    Registered models are few and always kept; checkpoints and torchvision classifiers are
+    what a stream of requests could pile up without end.
+    """
+    global _cache_size
+    if models < 1:
+        raise ValueError(f"the model cache needs room for at least one model, got {models}")
+    with _LOCK:
+        _cache_size = models
+        _evict()
+
+
+def cached_models() -> list[str]:
+    """The canonical names of the cached models, least recently used first (one per device and dtype)."""
+    with _LOCK:
+        return [name for name, _device, _dtype in _CACHE]
+
+
+def canonical_model_name(name: str) -> str:
+    """The name ``name`` is cached under: itself for registered models, else its resolver's canonical form."""
+    if name in _REGISTRY:
+        return name
+    resolver = next((r for r in _RESOLVERS if r.claims(name)), None)
+    return resolver.canonical(name) if resolver is not None else name
+
+
 def get_model(
     name: str,
     *,
@@ -102,28 +146,51 @@ def get_model(
     ``allow_download``).
     """
     device = resolve_device(device)
-    key = (name, str(device), dtype)
+    key = (canonical_model_name(name), str(device), dtype)
+    model = _cached(key)
+    if model is not None:
+        return model
     with _LOCK:
-        if key in _CACHE:
-            return _CACHE[key]
-        base = _build_cpu(name, allow_download)
-        model = base if (device.type == "cpu" and dtype == torch.float32) else base.replicate(device, dtype)
-        _CACHE[key] = model
+        building = _LOADING.setdefault(key, threading.Lock())
+    with building:
+        try:
+            model = _cached(key)
+            if model is None:
+                model = _build(key[0], device, dtype, allow_download)
+                with _LOCK:
+                    _CACHE[key] = model
+                    _evict()
+            return model
+        finally:
+            with _LOCK:
+                _LOADING.pop(key, None)
+
+
+def _cached(key: CacheKey) -> TargetModel | None:
+    with _LOCK:
+        model = _CACHE.get(key)
+        if model is not None:
+            _CACHE.move_to_end(key)
         return model
 
 
-def _build_cpu(name: str, allow_download: bool) -> TargetModel:
-    cpu_key = (name, "cpu", torch.float32)
-    if cpu_key in _CACHE:
-        return _CACHE[cpu_key]
+def _evict() -> None:
+    """Drop the least recently used resolver-built models beyond the cache size (registered ones stay)."""
+    resolved = [key for key in _CACHE if key[0] not in _REGISTRY]
+    for key in resolved[: max(0, len(resolved) - _cache_size)]:
+        del _CACHE[key]
+
+
+def _build(name: str, device: torch.device, dtype: torch.dtype, allow_download: bool) -> TargetModel:
+    if device.type != "cpu" or dtype != torch.float32:
+        return get_model(name, device="cpu", allow_download=allow_download).replicate(device, dtype)
     if name in _REGISTRY:
         model = _REGISTRY[name].builder()
         model.description = _REGISTRY[name].description
-    else:
-        resolver = next((r for r in _RESOLVERS if r.claims(name)), None)
-        if resolver is None:
-            raise ModelNotFoundError(f"unknown model {clip_text(name)!r}: not registered, not a checkpoint:PATH and not a torchvision classifier")
-        model = resolver.build(name, allow_download)
-    _CACHE[cpu_key] = model
-    return model
-
+        return model
+    resolver = next((r for r in _RESOLVERS if r.claims(name)), None)
+    if resolver is None:
+        raise ModelNotFoundError(
+            f"unknown model {clip_text(name)!r}: not registered, not a checkpoint:PATH and not a torchvision classifier"
+        )
+    return resolver.build(name, allow_download)

@@ -85,5 +85,10 @@ def is_torchvision_name(name: str) -> bool:
 
 
 register_resolver(
-    ModelResolver("torchvision", is_torchvision_name, lambda name, allow: load_torchvision_model(name, allow_download=allow))
+    ModelResolver(
+        "torchvision",
+        is_torchvision_name,
+        lambda name, allow: load_torchvision_model(name, allow_download=allow),
+        lambda name: name.removeprefix("torchvision:"),
+    )
 )
