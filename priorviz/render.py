@@ -119,6 +119,7 @@ def render(
     regularizer: Objective | None = None,
     progress: ProgressCallback | None = None,
     should_stop: StopCheck | None = None,
+    keep_snapshots: bool = True,
 ) -> RenderResult:
     """Maximize ``objective`` on ``model`` by optimizing the images of ``prior``.
 
@@ -126,7 +127,9 @@ def render(
     text form (``"logit:130"``). ``prior`` is a registered prior's name (built here from the
     job's seed) or a ready parameterization. ``steps`` and ``seed`` override ``config``'s.
     ``regularizer`` is added to what is maximized but left out of the reported values (e.g.
-    the batch-norm statistics prior). Raises ``ComputationError`` when the objective stops
+    the batch-norm statistics prior). Snapshots go to ``progress`` and, with ``keep_snapshots``,
+    into the result; a caller that streams them (a server: up to hundreds of MB of float images
+    per job at its limits) keeps none. Raises ``ComputationError`` when the objective stops
     being finite, ``RenderCancelled`` when ``should_stop`` says so.
     """
     if isinstance(model, str):
@@ -183,7 +186,8 @@ def render(
         snapshot = None
         if step in snapshot_steps:
             snapshot = images.detach().float().cpu()
-            snapshots[step] = snapshot
+            if keep_snapshots:
+                snapshots[step] = snapshot
         if progress is not None:
             progress(StepEvent(step, config.steps, values.detach().float().cpu(), snapshot))
 

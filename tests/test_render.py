@@ -46,6 +46,16 @@ def test_progress_snapshots_and_batch_targets(lite0: TargetModel) -> None:
     assert result.trace.shape == (5, 3)
 
 
+def test_a_streaming_caller_keeps_no_snapshot(lite0: TargetModel) -> None:
+    events: list[StepEvent] = []
+    result = render(
+        lite0, parse_objective("blocks.3:0"), size=32, config=RenderConfig(steps=2, snapshot_steps=(1, 2)),
+        progress=events.append, keep_snapshots=False,
+    )
+    assert [event.images.shape for event in events] == [(1, 3, 32, 32)] * 2
+    assert result.snapshots == {}
+
+
 def test_cancel_between_steps_leaves_no_hook(lite0: TargetModel) -> None:
     seen: list[int] = []
     with pytest.raises(RenderCancelled) as info:
