@@ -4,13 +4,14 @@ A gRPC handler wraps its work in a ``Job``, submits it (refused at once with ``Q
 when the wait list is full), then relays the job's events to its client until the job ends.
 Cancelling a job (client cancel, deadline, disconnect or shutdown) sets a flag that the render
 loop checks between steps, so a running job stops within one step and its worker takes the
-next one; a job still waiting is withdrawn from the list at once.
+next one; a job still waiting is withdrawn from the list at once. A job also stops once it has
+run for ``max_seconds``. Its events wait in a bounded list: a worker whose client reads slower
+than the job produces waits for it, instead of piling events up in memory.
 """
 
 from __future__ import annotations
 
 import collections
-import queue
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -41,18 +42,34 @@ class QueuePositionEvent:
 
 
 _END = object()
+MAX_PENDING_EVENTS = 32
+"""Events of one job that may wait for its RPC to send them (previews can be megabytes each)."""
+_STOP_POLL_SECONDS = 0.25
+"""How often a worker waiting to emit looks at the job's time limit."""
 
 
 class Job:
     """One unit of work and the channel its events travel through to the waiting RPC."""
 
-    def __init__(self, work: Work, name: str = "job") -> None:
+    def __init__(
+        self,
+        work: Work,
+        name: str = "job",
+        *,
+        max_seconds: float | None = None,
+        max_pending_events: int = MAX_PENDING_EVENTS,
+    ) -> None:
         self.work = work
         self.name = name
+        self.max_seconds = max_seconds
+        """Running time (from the start on a worker) after which the job is stopped; None: no limit."""
+        self.timed_out = False
         self.error: BaseException | None = None
         self.submitted_at = time.monotonic()
         self.started_at: float | None = None
-        self._events: queue.SimpleQueue[object] = queue.SimpleQueue()
+        self._events: collections.deque[object] = collections.deque()
+        self._events_changed = threading.Condition()
+        self._max_pending_events = max_pending_events
         self._cancelled = threading.Event()
         self._done = threading.Event()
         self._on_cancel: Callable[[Job], None] | None = None
@@ -62,8 +79,16 @@ class Job:
         return self._cancelled.is_set()
 
     def stop_requested(self) -> bool:
-        """The render loop's stop check: True once the job is cancelled."""
-        return self._cancelled.is_set()
+        """The render loop's stop check: True once the job is cancelled or has used up its time."""
+        if self._cancelled.is_set():
+            return True
+        if (
+            self.max_seconds is not None
+            and self.started_at is not None
+            and time.monotonic() - self.started_at > self.max_seconds
+        ):
+            self.timed_out = True
+        return self.timed_out
 
     @property
     def done(self) -> bool:
@@ -74,18 +99,39 @@ class Job:
         if self._cancelled.is_set():
             return
         self._cancelled.set()
+        with self._events_changed:
+            self._events_changed.notify_all()
         if self._on_cancel is not None:
             self._on_cancel(self)
 
     def emit(self, event: object) -> None:
-        self._events.put(event)
+        """Hand ``event`` to the RPC; waits while the pending list is full, and drops it once the job must stop."""
+        with self._events_changed:
+            while len(self._events) >= self._max_pending_events:
+                if self.stop_requested():
+                    return
+                self._events_changed.wait(_STOP_POLL_SECONDS)
+            self._events.append(event)
+            self._events_changed.notify_all()
+
+    def offer(self, event: object) -> None:
+        """Hand ``event`` to the RPC unless the pending list is full; never waits.
+
+        For events a later one supersedes (queue positions), sent from under the queue's lock.
+        """
+        with self._events_changed:
+            if len(self._events) < self._max_pending_events:
+                self._events.append(event)
+                self._events_changed.notify_all()
 
     def finish(self, error: BaseException | None) -> None:
         if self._done.is_set():
             return
         self.error = error
         self._done.set()
-        self._events.put(_END)
+        with self._events_changed:
+            self._events.append(_END)
+            self._events_changed.notify_all()
 
     def wait(self, timeout: float | None = None) -> bool:
         return self._done.wait(timeout)
@@ -93,7 +139,11 @@ class Job:
     def events(self) -> Iterator[object]:
         """The job's events until it ends; the caller then reads ``error``."""
         while True:
-            event = self._events.get()
+            with self._events_changed:
+                while not self._events:
+                    self._events_changed.wait()
+                event = self._events.popleft()
+                self._events_changed.notify_all()
             if event is _END:
                 return
             yield event
@@ -205,7 +255,7 @@ class JobQueue:
     def _announce_positions(self) -> None:
         idle_workers = self.workers - len(self._running)
         for position, waiting in enumerate(self._pending):
-            waiting.emit(QueuePositionEvent(max(0, position - idle_workers)))
+            waiting.offer(QueuePositionEvent(max(0, position - idle_workers)))
 
     def _report_length(self) -> None:
         if self._on_queue_length is not None:

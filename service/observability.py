@@ -14,8 +14,9 @@ from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
-OUTCOMES = ("succeeded", "cancelled", "rejected", "invalid", "failed")
-"""Job outcomes: done; stopped by client, deadline or shutdown; queue full; bad request; server fault."""
+OUTCOMES = ("succeeded", "cancelled", "timed_out", "rejected", "invalid", "failed")
+"""Job outcomes: done; stopped by client, deadline or shutdown; past --max-job-seconds; queue full; bad
+request (or numbers that made the objective non-finite); server fault."""
 
 
 class ServiceMetrics:

@@ -142,6 +142,30 @@ def test_queue_unit_withdraws_waiting_jobs_and_refuses_beyond_its_limit() -> Non
     assert queue.drain(1) and queue.stop(5) is None
 
 
+def test_a_job_whose_client_reads_nothing_holds_a_bounded_number_of_events() -> None:
+    job = Job(lambda emit, stop: None, max_pending_events=2)
+    emitted: list[int] = []
+
+    def produce() -> None:
+        for index in range(5):
+            job.emit(index)
+            emitted.append(index)
+
+    producer = threading.Thread(target=produce)
+    producer.start()
+    wait_until(lambda: len(emitted) == 2, timeout=5)
+    time.sleep(0.3)
+    assert emitted == [0, 1], "the producer waits while two events are unsent"
+    events = job.events()
+    assert next(events) == 0
+    wait_until(lambda: len(emitted) == 3, timeout=5)
+    job.cancel()
+    producer.join(5)
+    assert not producer.is_alive() and emitted == [0, 1, 2, 3, 4], "a cancelled job's events are dropped"
+    job.finish(None)
+    assert list(events) == [1, 2]
+
+
 def test_sigterm_shuts_the_server_process_down_gracefully(tmp_path) -> None:
     log_path = tmp_path / "server.log"
     with open(log_path, "wb") as log:
