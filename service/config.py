@@ -42,8 +42,10 @@ class ServerConfig:
     limits: Limits = Limits()
     default_model: str | None = None
     """Model loaded and warmed before SERVING; None: the registry's default."""
-    allow_checkpoints: bool = False
-    """Whether requests may name ``checkpoint:PATH`` models (files on the server's disk)."""
+    checkpoint_dirs: tuple[str, ...] = ()
+    """Directories whose files requests may load as ``checkpoint:PATH`` models; empty: no checkpoints."""
+    max_cached_models: int = 8
+    """Checkpoint and torchvision models kept loaded, least recently used dropped first."""
     held_out_model: str = "efficientnet_lite1"
     """Default model for the transferability metric when a request leaves it empty."""
     token: str | None = None
@@ -56,7 +58,10 @@ class ServerConfig:
     """On shutdown, how long in-flight jobs may run before they are cancelled."""
     max_message_bytes: int = 64 * 1024 * 1024
     keepalive_seconds: int = 30
-    """Interval of server keepalive pings, so idle long-running streams stay open through proxies."""
+    """Interval of server keepalive pings, and how long a client has to answer one before its
+    connection is closed and its jobs cancelled (a frozen or vanished client)."""
+    max_job_seconds: float = 3600.0
+    """Running time after which a job is stopped (DEADLINE_EXCEEDED); time in the queue not counted."""
     metric_transform_samples: int = 16
     """Random transforms per image when measuring the objective's robustness."""
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
+import weakref
 from collections.abc import Callable
 
 from priorviz import metrics
@@ -24,7 +25,8 @@ from service.wire import PRIOR_KINDS, encode_images
 StepObserver = Callable[[float], None]
 
 _local = threading.local()
-_replicas: dict[tuple[int, int], TargetModel] = {}
+_replicas: weakref.WeakKeyDictionary[TargetModel, dict[int, TargetModel]] = weakref.WeakKeyDictionary()
+"""Per model, each worker's copy; they go when the model leaves the model cache and its last job ends."""
 _replicas_lock = threading.Lock()
 
 
@@ -38,11 +40,11 @@ def replica(model: TargetModel) -> TargetModel:
     index = getattr(_local, "worker_index", 0)
     if index == 0:
         return model
-    key = (id(model), index)
     with _replicas_lock:
-        if key not in _replicas:
-            _replicas[key] = model.replicate()
-        return _replicas[key]
+        copies = _replicas.setdefault(model, {})
+        if index not in copies:
+            copies[index] = model.replicate()
+        return copies[index]
 
 
 def run_visualize(
@@ -114,6 +116,7 @@ def _run_prior(
             regularizer=spec.regularizer,
             progress=observed,
             should_stop=should_stop,
+            keep_snapshots=False,  # each preview is sent as PNG when it is taken
         )
     except RenderCancelled:
         raise

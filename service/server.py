@@ -3,7 +3,9 @@
 Handlers validate on the gRPC thread, hand work to the ``JobQueue`` and relay its events;
 no torch work runs on gRPC threads except the cheap metadata calls. Readiness: the health
 service answers NOT_SERVING until the default model is loaded and a warm-up step ran, and
-again from the moment a graceful shutdown begins.
+again from the moment a graceful shutdown begins. A client that stops answering keepalive
+pings (frozen, or gone without closing its connection) is dropped within two keepalive
+intervals, which cancels its jobs; a second SIGTERM ends the process without waiting.
 """
 
 from __future__ import annotations
@@ -27,14 +29,25 @@ from grpc_reflection.v1alpha import reflection
 from priors.diffusers_loading import DiffusersModelError
 from priors.diffusers_priors import register_diffusers_prior
 from priorviz import metrics as result_metrics
-from priorviz.models._api import ModelNotFoundError, default_model_name, get_model, list_models, resolve_device
+from priorviz.errors import ComputationError, clip_text
+from priorviz.models._api import (
+    ModelNotFoundError,
+    default_model_name,
+    get_model,
+    list_models,
+    resolve_device,
+    set_model_cache_size,
+)
+from priorviz.models.checkpoint import PREFIX as CHECKPOINT_PREFIX
 from priorviz.models.target import TargetModel
 from priorviz.objectives import ClassLogit
 from priorviz.render import RenderCancelled, RenderConfig, render
 from service._proto.priorviz.v1 import priorviz_pb2 as pb
 from service._proto.priorviz.v1 import priorviz_pb2_grpc as pb_grpc
 from service.auth import BearerTokenInterceptor
+from service.checkpoints import CheckpointDirectories
 from service.config import Limits, ServerConfig
+from service.decoding import DecodeGuardInterceptor
 from service.jobs import Job, JobCancelledError, JobQueue, QueueClosedError, QueueFullError, QueuePositionEvent
 from service.observability import ServiceMetrics, configure_json_logging
 from service.runner import run_compare, run_visualize, set_worker_index
@@ -53,6 +66,9 @@ SERVICE_NAME = "priorviz.v1.Visualizer"
 WARM_UP_SIZE = 64
 CLIENT_PING_INTERVAL_MS = 10_000
 """The most often a client's keepalive may ping (its ``grpc.keepalive_time_ms`` >= this)."""
+MAX_STATUS_DETAILS = 1000
+"""Longest status message sent: gRPC answers RESOURCE_EXHAUSTED instead of a status whose
+trailing metadata passes the client's limit (16 KiB by default)."""
 log = logging.getLogger("priorviz.server")
 
 
@@ -79,7 +95,7 @@ class VisualizerServicer(pb_grpc.VisualizerServicer):
         try:
             model = load_model(self._server.load_model, request.model or self._server.default_model, "model")
         except RequestError as error:
-            context.abort(error.code, str(error))
+            abort(context, error.code, str(error))
         return pb.DescribeModelResponse(
             name=model.name,
             description=model.description,
@@ -125,6 +141,8 @@ class PriorvizServer:
         self.default_model = config.default_model or default_model_name()
         self.default_held_out = config.held_out_model
         self.metrics = ServiceMetrics()
+        self.checkpoints = CheckpointDirectories(config.checkpoint_dirs)
+        set_model_cache_size(config.max_cached_models)
         self.health = health.HealthServicer()
         self.jobs = JobQueue(
             config.workers,
@@ -150,7 +168,11 @@ class PriorvizServer:
             ("grpc.max_send_message_length", config.max_message_bytes),
             ("grpc.max_receive_message_length", config.max_message_bytes),
             ("grpc.keepalive_time_ms", config.keepalive_seconds * 1000),
-            ("grpc.keepalive_timeout_ms", 20_000),
+            # A client that leaves a ping unanswered this long is gone or frozen: its connection is
+            # closed, which cancels its jobs. gRPC 1.85 reads the ping timeout from
+            # grpc.http2.ping_timeout_ms; the keepalive one is set too for older cores.
+            ("grpc.keepalive_timeout_ms", config.keepalive_seconds * 1000),
+            ("grpc.http2.ping_timeout_ms", config.keepalive_seconds * 1000),
             ("grpc.keepalive_permit_without_calls", 1),
             # Clients may ping to keep a silent stream open through proxies: accept one ping
             # per CLIENT_PING_INTERVAL_MS without counting it as abuse (the default is 5 min).
@@ -158,7 +180,9 @@ class PriorvizServer:
             ("grpc.http2.max_pings_without_data", 0),
             ("grpc.so_reuseport", 0),
         ]
-        interceptors = [BearerTokenInterceptor(config.token)] if config.token else []
+        # The token is checked first: an unauthenticated caller gets UNAUTHENTICATED whatever its bytes.
+        interceptors: list[grpc.ServerInterceptor] = [BearerTokenInterceptor(config.token)] if config.token else []
+        interceptors.append(DecodeGuardInterceptor())
         server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=config.grpc_threads, thread_name_prefix="priorviz-grpc"),
             interceptors=interceptors,
@@ -194,6 +218,11 @@ class PriorvizServer:
             self.metrics_port = self.metrics.serve(self.config.host, self.config.metrics_port)
         self._grpc.start()
         log.info("listening", extra={"port": self.port, "device": str(self.device), "tls": bool(self.config.tls_cert)})
+        if self.config.token and not self.config.tls_cert:
+            log.warning(
+                "a bearer token is required but TLS is off: the token crosses the network in clear text; "
+                "serve TLS (--tls-cert/--tls-key) or keep the server behind a TLS-terminating proxy"
+            )
         self.warm_up_thread = threading.Thread(target=self._warm_up, name="priorviz-warm-up", daemon=True)
         self.warm_up_thread.start()
         if wait_ready:
@@ -259,8 +288,9 @@ class PriorvizServer:
     # -- jobs ------------------------------------------------------------------------------
 
     def load_model(self, name: str) -> TargetModel:
-        if name.startswith("checkpoint:") and not self.config.allow_checkpoints:
-            raise ModelNotFoundError(f"model {name!r}: checkpoint models are disabled on this server")
+        """A model by name; ``checkpoint:PATH`` only for files under the configured checkpoint directories."""
+        if name.startswith(CHECKPOINT_PREFIX):
+            name = self.checkpoints.model_name(name)
         return get_model(name, device=self.device)
 
     def spec_context(self) -> tuple[Limits, Callable[[str], TargetModel], str, str]:
@@ -282,8 +312,8 @@ class PriorvizServer:
             spec = make_spec()
         except RequestError as error:
             self.metrics.jobs.labels(rpc=rpc, outcome="invalid").inc()
-            log.info("request refused", extra={"rpc": rpc, "code": error.code.name, "error": str(error)})
-            context.abort(error.code, str(error))
+            log.info("request refused", extra={"rpc": rpc, "code": error.code.name, "error": clip_text(str(error))})
+            abort(context, error.code, str(error))
 
         def work(emit: Callable[[object], None], should_stop: Callable[[], bool]) -> None:
             # The thread count is process-wide and anything in the process may change it;
@@ -291,7 +321,7 @@ class PriorvizServer:
             torch.set_num_threads(self.config.torch_threads)
             runner(spec, emit, should_stop, self.metrics.step_seconds.observe, self.config.metric_transform_samples)
 
-        job = Job(work, name=f"{rpc}:{uuid.uuid4().hex[:12]}")
+        job = Job(work, name=f"{rpc}:{uuid.uuid4().hex[:12]}", max_seconds=self.config.max_job_seconds)
         if not context.add_callback(job.cancel):
             return
         try:
@@ -324,7 +354,15 @@ class PriorvizServer:
         if error is None:
             return
         if isinstance(error, RequestError):
-            context.abort(error.code, str(error))
+            abort(context, error.code, str(error))
+        if isinstance(error, ComputationError):
+            # The request's numbers drove the optimization to NaN or infinity: the caller can change them.
+            abort(context, grpc.StatusCode.INVALID_ARGUMENT, f"{error.field or 'settings'}: {error}")
+        if job.timed_out:
+            context.abort(
+                grpc.StatusCode.DEADLINE_EXCEEDED,
+                f"the job ran past this server's limit of {self.config.max_job_seconds:g} s per job",
+            )
         if isinstance(error, RenderCancelled | JobCancelledError):
             if self._shutting_down.is_set():
                 context.abort(grpc.StatusCode.UNAVAILABLE, "the server shut down before the job finished")
@@ -335,8 +373,10 @@ class PriorvizServer:
         rpc = job.name.split(":", 1)[0]
         if error is None:
             outcome = "succeeded"
-        elif isinstance(error, RequestError):
+        elif isinstance(error, RequestError | ComputationError):
             outcome = "invalid"
+        elif job.timed_out:
+            outcome = "timed_out"
         elif isinstance(error, RenderCancelled | JobCancelledError):
             outcome = "cancelled"
         else:
@@ -350,7 +390,12 @@ class PriorvizServer:
         if outcome == "failed":
             log.error("job failed", extra=extra, exc_info=(type(error), error, error.__traceback__))
         else:
-            log.info("job finished", extra=extra | ({"error": str(error)} if error else {}))
+            log.info("job finished", extra=extra | ({"error": clip_text(str(error))} if error else {}))
+
+
+def abort(context: grpc.ServicerContext, code: grpc.StatusCode, details: str) -> None:
+    """End the call with ``code``; details are cut so that the status always reaches the client."""
+    context.abort(code, clip_text(details, MAX_STATUS_DETAILS))
 
 
 def parse_args(argv: list[str] | None = None) -> tuple[ServerConfig, list[str]]:
@@ -400,7 +445,21 @@ def parse_args(argv: list[str] | None = None) -> tuple[ServerConfig, list[str]]:
     )
     parser.add_argument("--default-model", default=None, help="model loaded and warmed before SERVING")
     parser.add_argument("--held-out-model", default=defaults.held_out_model, help="transferability model ('none': off)")
-    parser.add_argument("--allow-checkpoints", action="store_true", help="let requests load checkpoint:PATH models")
+    parser.add_argument(
+        "--checkpoint-dir",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="let requests load checkpoint:PATH models from files under DIR (repeatable; a relative PATH is looked "
+        "up in each DIR; default: no checkpoints)",
+    )
+    parser.add_argument(
+        "--max-cached-models",
+        type=int,
+        metavar="N",
+        default=defaults.max_cached_models,
+        help="checkpoint and torchvision models kept loaded, least recently used dropped first (default %(default)s)",
+    )
     parser.add_argument(
         "--diffusers-prior",
         action="append",
@@ -409,10 +468,15 @@ def parse_args(argv: list[str] | None = None) -> tuple[ServerConfig, list[str]]:
         help="offer a local diffusers model as a learned prior; KIND: autoencoder_kl, autoencoder_tiny, vq or unet "
         "(repeatable)",
     )
-    parser.add_argument(
+    token_source = parser.add_mutually_exclusive_group()
+    token_source.add_argument(
         "--token",
-        default=os.environ.get("PRIORVIZ_TOKEN"),
-        help="bearer token required on every call (env PRIORVIZ_TOKEN)",
+        default=None,
+        help="bearer token required on every call (env PRIORVIZ_TOKEN); visible to other users in the process "
+        "list: prefer --token-file or the environment",
+    )
+    token_source.add_argument(
+        "--token-file", default=None, metavar="FILE", help="file whose content (one line) is the bearer token"
     )
     parser.add_argument("--tls-cert", default=None, help="PEM certificate chain; with --tls-key serves TLS")
     parser.add_argument("--tls-key", default=None, help="PEM private key")
@@ -430,7 +494,16 @@ def parse_args(argv: list[str] | None = None) -> tuple[ServerConfig, list[str]]:
         "--keepalive-seconds",
         type=int,
         default=defaults.keepalive_seconds,
-        help="interval of server keepalive pings (default %(default)s)",
+        help="interval of server keepalive pings, and how long a client may leave one unanswered before its "
+        "connection is closed and its jobs cancelled (default %(default)s)",
+    )
+    parser.add_argument(
+        "--max-job-seconds",
+        type=float,
+        metavar="SECONDS",
+        default=defaults.max_job_seconds,
+        help="running time after which a job is stopped with DEADLINE_EXCEEDED; time queued not counted "
+        "(default %(default)s)",
     )
     parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args(argv)
@@ -443,9 +516,15 @@ def parse_args(argv: list[str] | None = None) -> tuple[ServerConfig, list[str]]:
         "max_compare_priors",
         "keepalive_seconds",
         "max_message_mb",
+        "max_cached_models",
     ):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
+    if not args.max_job_seconds > 0:
+        parser.error("--max-job-seconds must be positive")
+    missing = [directory for directory in args.checkpoint_dir if not os.path.isdir(directory)]
+    if missing:
+        parser.error(f"--checkpoint-dir {missing[0]!r} is not a directory")
     configure_json_logging(args.log_level)
     config = ServerConfig(
         host=args.host,
@@ -464,16 +543,32 @@ def parse_args(argv: list[str] | None = None) -> tuple[ServerConfig, list[str]]:
         ),
         default_model=args.default_model,
         held_out_model=args.held_out_model,
-        allow_checkpoints=args.allow_checkpoints,
-        token=args.token or None,
+        checkpoint_dirs=tuple(args.checkpoint_dir),
+        max_cached_models=args.max_cached_models,
+        token=_token(parser, args),
         tls_cert=args.tls_cert,
         tls_key=args.tls_key,
         metrics_port=args.metrics_port,
         grace_seconds=args.grace_seconds,
         max_message_bytes=args.max_message_mb * 2**20,
         keepalive_seconds=args.keepalive_seconds,
+        max_job_seconds=args.max_job_seconds,
     )
     return config, args.diffusers_prior
+
+
+def _token(parser: argparse.ArgumentParser, args: argparse.Namespace) -> str | None:
+    """The bearer token from --token-file, --token or PRIORVIZ_TOKEN, in that order; None: no auth."""
+    if args.token_file is None:
+        return args.token or os.environ.get("PRIORVIZ_TOKEN") or None
+    try:
+        with open(args.token_file, encoding="utf-8") as file:
+            token = file.read().strip()
+    except (OSError, UnicodeDecodeError) as error:
+        parser.error(f"--token-file: {error}")
+    if not token or any(character.isspace() for character in token):
+        parser.error("--token-file must hold one token: not empty, no spaces")
+    return token
 
 
 def register_diffusers_priors(specs: list[str]) -> list[str]:
@@ -505,8 +600,15 @@ def main(argv: list[str] | None = None) -> None:
         log.info("diffusers priors registered", extra={"priors": registered})
     server = PriorvizServer(config).start()
     stop_requested = threading.Event()
+
+    def on_signal(signum: int, _frame: object) -> None:
+        if stop_requested.is_set():
+            log.warning("second stop signal: exiting without waiting for jobs", extra={"signal": signum})
+            os._exit(128 + signum)
+        stop_requested.set()
+
     for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda _signum, _frame: stop_requested.set())
+        signal.signal(signum, on_signal)
     while not stop_requested.wait(timeout=1.0):
         if server.startup_error is not None:
             server.stop(grace_seconds=0)

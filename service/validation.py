@@ -16,6 +16,7 @@ import grpc
 
 from priors.base import PriorInfo, PriorKind, PriorNotFoundError, list_priors
 from priors.options import OptionError
+from priorviz.errors import clip_text
 from priorviz.models._api import ModelNotFoundError, ModelWeightsUnavailableError
 from priorviz.models.checkpoint import CheckpointError
 from priorviz.models.target import TargetModel, UnknownLayerError
@@ -217,7 +218,7 @@ def check_prior(name: str, options: Mapping[str, str], field: str, options_field
     priors = known_priors()
     if name not in priors:
         raise NotFound(
-            field, str(PriorNotFoundError(f"unknown prior {name!r}; available: {', '.join(sorted(priors))}"))
+            field, str(PriorNotFoundError(f"unknown prior {clip_text(name)!r}; available: {', '.join(sorted(priors))}"))
         )
     info, available = priors[name]
     if not available:
