@@ -5,7 +5,8 @@ loop optimizes and whose ``forward()`` returns the images, shape (batch, 3, H, W
 Learned priors add a ``regularization()`` (a latent norm penalty) and/or ``after_step()``
 (clipping a latent back into its training range). A sampler that updates its own state
 from the gradient instead of through Adam (diffusion guidance) sets ``owns_update`` and
-implements ``update()``.
+implements ``update()``. One that has more to show than its images (MACO's transparency map)
+returns it from ``extra_images()``.
 """
 
 from __future__ import annotations
@@ -60,6 +61,11 @@ class Parameterization(nn.Module, ABC):
     def start_at_classes(self, classes: Sequence[int | None]) -> None:
         """Called before the first step with the class each image's objective targets (None: no
         class), for class-conditional generators that start at that class; ignored by default."""
+
+    def extra_images(self) -> dict[str, Tensor]:
+        """Named images that come with the result beside the main ones, read once the run is over (MACO's
+        transparency map); each shaped like ``forward()``'s output, (batch, 3, H, W) in [0, 1]. None by default."""
+        return {}
 
     def preferred_learning_rate(self) -> float | None:
         """A learning rate that suits this space better than the loop's default, or None."""

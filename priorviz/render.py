@@ -87,6 +87,8 @@ class RenderResult:
     """Objective per step and batch element under transforms, (steps, batch)."""
     snapshots: dict[int, Tensor]
     seconds: float
+    extra_images: dict[str, Tensor] = field(default_factory=dict)
+    """The parameterization's named extra images after the run (e.g. MACO's ``transparency``), on the CPU."""
 
 
 ProgressCallback = Callable[[StepEvent], None]
@@ -202,4 +204,5 @@ def render(
         trace=torch.stack(trace).float().cpu(),
         snapshots=snapshots,
         seconds=time.perf_counter() - started,
+        extra_images={name: image.detach().float().cpu() for name, image in param.extra_images().items()},
     )
