@@ -7,7 +7,7 @@ PY := $(BIN)/python
 SETUP_DONE := $(VENV)/.priorviz-setup-done
 PROTO_SRC := protos/priorviz/v1/priorviz.proto
 
-.PHONY: setup protos test demo bench clean
+.PHONY: setup protos test lint demo bench train-prior evaluate-prior export-prior clean
 
 setup: $(BIN)/activate
 	$(PY) -m pip install --quiet --upgrade pip
@@ -43,6 +43,25 @@ protos: $(BIN)/activate
 
 test: $(SETUP_DONE)
 	$(PY) -m pytest -q
+
+# Lint and types over the engine, the priors, the service and the client (CI runs it before the tests).
+LINTED := priorviz priors service clients/python/priorviz_client tests
+lint: $(SETUP_DONE)
+	$(BIN)/ruff check $(LINTED)
+	$(BIN)/ruff format --check $(LINTED)
+	$(BIN)/mypy
+
+# The distilled ImageNet prior (priors/weights/): train (resumes from the checkpoint there; hours
+# on a CPU), write the shipped fp16 weights from the checkpoint, and measure them into docs/priors/.
+TRAIN_ARGS ?=
+train-prior: $(SETUP_DONE)
+	$(PY) -m priorviz.training.distill $(TRAIN_ARGS)
+
+export-prior: $(SETUP_DONE)
+	$(PY) -m priorviz.training.distill --export priors/weights/distilled_imagenet.safetensors
+
+evaluate-prior: $(SETUP_DONE)
+	$(PY) -m priorviz.training.evaluate --out docs/priors
 
 # The README's main job: set up, start the server, compare a few objectives, write out/report/.
 demo:

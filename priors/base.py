@@ -132,9 +132,10 @@ def unregister_prior(name: str) -> None:
 
 
 def list_priors(*, only_available: bool = True) -> list[PriorInfo]:
-    """Registered priors, unconstrained ones first."""
+    """Registered priors: fourier, the other unconstrained ones, then the learned ones, by name."""
     infos = [info for info, _, available in _PRIORS.values() if available() or not only_available]
-    return sorted(infos, key=lambda info: (info.kind != PriorKind.UNCONSTRAINED, info.name))
+    # Fourier, the unconstrained space every comparison starts from, comes first.
+    return sorted(infos, key=lambda info: (info.kind != PriorKind.UNCONSTRAINED, info.name != "fourier", info.name))
 
 
 def prior_info(name: str) -> PriorInfo:
