@@ -45,7 +45,7 @@ test: $(SETUP_DONE)
 	$(PY) -m pytest -q
 
 # Lint and types over the engine, the priors, the service and the client (CI runs it before the tests).
-LINTED := priorviz priors service clients/python/priorviz_client tests
+LINTED := priorviz priors service clients/python/priorviz_client clients/python/priorviz_objectives tests
 lint: $(SETUP_DONE)
 	$(BIN)/ruff check $(LINTED)
 	$(BIN)/ruff format --check $(LINTED)

@@ -1,4 +1,8 @@
-"""The package layout: imports run one way (service -> priorviz -> priors), and the engine is gRPC-free."""
+"""The package layout: imports run one way (service -> priorviz -> priors), and the engine is gRPC-free.
+
+``priorviz_objectives`` (shipped by the client distribution, imported by the engine, the service
+and the SDK) imports nothing but the standard library.
+"""
 
 from __future__ import annotations
 
@@ -17,7 +21,18 @@ FORBIDDEN: dict[str, set[str]] = {
     "priorviz": {"service", "priorviz_client", "grpc", "google", "prometheus_client", "grpc_health", "grpc_reflection"},
     "service": {"priorviz_client"},
     "clients/python/priorviz_client": {"priorviz", "priors", "service", "torch", "torchvision", "numpy"},
+    "clients/python/priorviz_objectives": {
+        "priorviz",
+        "priors",
+        "service",
+        "priorviz_client",
+        "torch",
+        "numpy",
+        "grpc",
+        "google",
+    },
 }
+STANDARD_LIBRARY_ONLY = "clients/python/priorviz_objectives"
 
 
 def imported_packages(path: Path) -> set[str]:
@@ -43,6 +58,20 @@ def test_imports_run_one_way(package: str) -> None:
     }
     wrong = {path: names for path, names in wrong.items() if names}
     assert not wrong, f"imports that go the wrong way: {wrong}"
+
+
+def test_the_objective_specifications_use_the_standard_library_only() -> None:
+    imported = set().union(*(imported_packages(path) for path in python_files(STANDARD_LIBRARY_ONLY)))
+    assert imported - sys.stdlib_module_names == {"priorviz_objectives"}
+    code = (
+        "import sys\n"
+        "before = set(sys.modules)\n"
+        "import priorviz_objectives, priorviz_objectives.proto\n"
+        "print(','.join(sorted(m for m in set(sys.modules) - before if m.split('.')[0] not in sys.stdlib_module_names"
+        " and not m.startswith('priorviz_objectives'))))"
+    )
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+    assert loaded.stdout.strip() == ""
 
 
 def test_only_the_service_imports_grpc() -> None:
