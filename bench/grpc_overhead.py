@@ -2,9 +2,10 @@
 
 The server runs in its own process (warm: its default model is loaded before it reports
 SERVING); the same job runs in this process through the very code a server worker runs
-(``visualize_spec`` then ``run_visualize``), minus the queue, the protobuf encoding and
-the network. The two alternate, repeat after repeat, with the same thread count, so that
-other load on the machine hits both alike. The held-out-model metric is off in both.
+(``codec.visualize_request``, ``validation.check_request``, then ``run_job`` with its
+events encoded by ``codec.visualize_events``), minus the queue and the network. The two
+alternate, repeat after repeat, with the same thread count, so that other load on the
+machine hits both alike. The held-out-model metric is off in both.
 """
 
 from __future__ import annotations
@@ -44,9 +45,11 @@ def main() -> None:
 
     from priorviz.models import get_model
     from priorviz_client import Client
+    from service import codec
     from service._proto.priorviz.v1 import priorviz_pb2 as pb
-    from service.runner import run_visualize
-    from service.validation import Limits, visualize_spec
+    from service.config import Limits
+    from service.runner import run_job
+    from service.validation import check_request
 
     torch.set_num_threads(args.threads)
     port = free_port()
@@ -78,9 +81,14 @@ def main() -> None:
             job = pb.VisualizeRequest()
             job.CopyFrom(request)
             job.settings.steps = steps
-            spec = visualize_spec(job, Limits(), get_model, "efficientnet_lite0", "none")
+            limits = Limits()
+            spec = check_request(codec.visualize_request(job, limits), limits, get_model, "efficientnet_lite0", "none")
             events: list[object] = []
-            run_visualize(spec, events.append, lambda: False, lambda seconds: None, 16)
+
+            def encode(event: object) -> None:
+                events.extend(codec.visualize_events(spec, event))
+
+            run_job(spec, encode, lambda: False, lambda seconds: None, 16)
             result = events[-1].result
             return time.perf_counter() - started, result.render_seconds + result.metrics_seconds
 

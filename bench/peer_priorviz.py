@@ -19,7 +19,7 @@ import time
 import torch
 
 from priorviz.models import get_model
-from priorviz.objectives import Channel, Objective, per_batch
+from priorviz.objectives import Channel, Objective, evaluate, per_batch
 from priorviz.render import RenderConfig, render
 from priorviz.transforms import standard_transforms
 
@@ -45,7 +45,7 @@ def floor_seconds(model, objective: Objective, batch: int, side: int, repeats: i
     for _ in range(repeats):
         started = time.perf_counter()
         seen = images.detach().requires_grad_(True)
-        objective(model.activations(seen, objective.layers())).sum().backward()
+        evaluate(objective, model.activations(seen, objective.layers())).sum().backward()
         times.append(time.perf_counter() - started)
     return times
 

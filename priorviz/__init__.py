@@ -6,7 +6,8 @@
     result.images                      # (1, 3, 224, 224) in [0, 1]
 
 The parts, each in the module named after it: ``models`` (the registry of target
-classifiers), ``objectives`` and ``objective_text`` (what to maximize, and its text form),
+classifiers), ``objectives`` (what to maximize: the kinds, their text form and algebra come from
+the torch-free ``priorviz_objectives`` package that the client SDK shares; the evaluators are here),
 ``transforms`` (transformation robustness), ``render`` (the loop), ``regularizers`` and
 ``statistics`` (image penalties and the batch-norm statistics prior), ``metrics`` and
 ``spectrum`` (the metric panel), ``seeding``, ``images`` (PNG-ready tensors and contact
@@ -17,7 +18,7 @@ package. Importing priorviz imports no gRPC, protobuf or Prometheus module.
 from priorviz import errors, objectives
 from priorviz.metrics import MetricPanel, measure
 from priorviz.models import TargetModel, get_model, list_models, register_model
-from priorviz.objective_text import parse_objective
+from priorviz.objectives import parse_objective
 from priorviz.render import RenderConfig, RenderResult, render
 from priorviz.transforms import standard_transforms
 

@@ -16,8 +16,7 @@ import torch
 from priors import PriorKind, list_priors
 from priorviz.images import Cell, contact_sheet, to_pil
 from priorviz.models import LOGITS, default_model_name, get_model
-from priorviz.objective_text import parse_objective
-from priorviz.objectives import ClassLogit, ClassProbability, Objective
+from priorviz.objectives import ClassLogit, ClassProbability, Objective, parse_objective
 from priorviz.render import RenderConfig, StepEvent, render
 
 DEFAULT_OBJECTIVES = ("logit:130", "logit:1", "blocks.10:17")

@@ -4,6 +4,10 @@ Every error the engine raises on purpose is a ``PriorvizError``; its class says 
 is (the caller's input, something missing, something not installed here, a computation that
 went wrong), so that a front end (the gRPC service, a CLI) maps classes to answers in one
 table instead of guessing from messages. ``field`` names the input at fault when one is known.
+
+Objectives themselves are defined in the standard-library-only ``priorviz_objectives`` package,
+shared with the client SDK; a malformed one raises its ``ObjectiveError``, a ValueError with the
+same ``field``, which front ends treat as invalid input.
 """
 
 from __future__ import annotations

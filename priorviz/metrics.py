@@ -21,7 +21,6 @@ seeded by ``seed``, so the panel of one image is the same on every call.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
@@ -29,7 +28,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from priorviz.models.target import TargetModel
-from priorviz.objectives import ClassLogit, ClassProbability, Objective, Scaled, Sum, gram_matrices
+from priorviz.objectives import Objective, evaluate, gram_matrices, weighted_leaves
 from priorviz.regularizers import total_variation
 from priorviz.seeding import make_generator
 from priorviz.spectrum import ImageTooSmallError, high_frequency_energy, spectral_slope
@@ -119,7 +118,7 @@ def _on_model(model: TargetModel, images: Tensor) -> Tensor:
 def objective_values(model: TargetModel, objective: Objective, images: Tensor) -> Tensor:
     """The objective per image on the clean images, float32 on the CPU."""
     acts = model.activations(_on_model(model, images), objective.layers())
-    return objective(acts).float().cpu()
+    return evaluate(objective, acts).float().cpu()
 
 
 def transformed_objective_values(
@@ -135,24 +134,15 @@ def transformed_objective_values(
     return total / samples
 
 
-def _class_terms(objective: Objective, weight: float = 1.0) -> Iterator[tuple[int, int | None, float]]:
-    """(class index, batch target, signed weight) of every class leaf in the objective tree."""
-    if isinstance(objective, Sum):
-        for term in objective.terms:
-            yield from _class_terms(term, weight)
-    elif isinstance(objective, Scaled):
-        yield from _class_terms(objective.objective, weight * objective.weight)
-    elif isinstance(objective, ClassLogit | ClassProbability):
-        yield objective.index, objective.batch, weight
-
-
 def target_classes(objective: Objective, batch: int) -> list[list[int]]:
-    """Per image, the classes the objective pushes up on it (positive weight), in order."""
+    """Per image, the classes the objective pushes up on it (terms with a class ``index`` and a positive weight)."""
     classes: list[list[int]] = [[] for _ in range(batch)]
-    for index, target, weight in _class_terms(objective):
-        if weight <= 0:
+    for term, weight in weighted_leaves(objective):
+        values = term.values()
+        index, target = values.get("index"), values.get("batch")
+        if not isinstance(index, int) or weight <= 0:
             continue
-        for image in range(batch) if target is None else [target]:
+        for image in [target] if isinstance(target, int) else range(batch):
             if image < batch and index not in classes[image]:
                 classes[image].append(index)
     return classes

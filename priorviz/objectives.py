@@ -1,79 +1,125 @@
-"""Objectives: what a visualization maximizes, and their algebra.
+"""Objectives: what a visualization maximizes, evaluated on a model's activations.
 
-Every objective maps a dictionary of activations to one value per batch element
-(shape ``(batch,)``); the render loop maximizes their sum. Objectives compose with
-``+``, ``-``, scalar ``*`` and ``/`` and unary ``-``, and every objective has a text form
-(``blocks.10:17``, ``logit:130``, ``neuron:blocks.10:17@7,7``) that ``priorviz.objective_text``
-parses back. ``batch=i`` restricts a term to batch element ``i`` so that one job can
-visualize several targets at once.
+What an objective *is* (its kinds, algebra, text form and proto tree) is defined once, in the
+torch-free ``priorviz_objectives`` package that the client SDK ships too; this module re-exports
+it and adds the one thing the engine alone does: one evaluator per kind, mapping a dictionary of
+activations to one value per batch element (shape ``(batch,)``). ``evaluate`` sums the terms of a
+tree with their weights; the render loop maximizes the sum of its values.
 """
 
 from __future__ import annotations
 
-import math
-from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol, TypeVar
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from priorviz.models.target import LOGITS
+from priorviz.errors import InvalidInputError, NotFoundError, UnavailableError, clip_text
+from priorviz_objectives import (
+    LOGITS,
+    Channel,
+    ClassLogit,
+    ClassProbability,
+    Direction,
+    Diversity,
+    Layer,
+    Leaf,
+    Neuron,
+    Objective,
+    ObjectiveError,
+    Scaled,
+    Sum,
+    channel,
+    channels,
+    direction,
+    diversity,
+    layer,
+    leaves,
+    logit,
+    neuron,
+    parse_objective,
+    per_batch,
+    probability,
+    weighted_leaves,
+)
+
+__all__ = [
+    "Activations",
+    "Channel",
+    "ClassLogit",
+    "ClassProbability",
+    "Direction",
+    "Diversity",
+    "Layer",
+    "Neuron",
+    "Objective",
+    "ObjectiveError",
+    "Scaled",
+    "Sum",
+    "Term",
+    "channel",
+    "channels",
+    "direction",
+    "diversity",
+    "evaluate",
+    "evaluates",
+    "gram_matrices",
+    "layer",
+    "leaves",
+    "logit",
+    "neuron",
+    "parse_objective",
+    "per_batch",
+    "probability",
+    "validate_objective",
+    "validate_term",
+]
 
 Activations = Mapping[str, Tensor]
+Kind = TypeVar("Kind", bound=Leaf)
+Evaluator = Callable[[Kind, Activations], Tensor]
+
+_EVALUATORS: dict[type[Leaf], Callable[[Any, Activations], Tensor]] = {}
 
 
-def _number(value: float) -> str:
-    return repr(int(value)) if float(value).is_integer() else repr(float(value))
+class Term(Protocol):
+    """Something evaluated like an objective that never crosses the wire (e.g. the statistics prior)."""
+
+    def layers(self) -> frozenset[str]: ...
+
+    def __call__(self, acts: Activations) -> Tensor: ...
 
 
-class Objective(ABC):
-    """A differentiable quantity to maximize, one value per batch element."""
+def evaluates(kind: type[Kind]) -> Callable[[Evaluator[Kind]], Evaluator[Kind]]:
+    """Register the evaluator of ``kind``: its values over the whole batch, before ``batch`` restricts them."""
 
-    @abstractmethod
-    def layers(self) -> frozenset[str]:
-        """Names of the activations this objective reads (module names or ``logits``)."""
+    def register(evaluator: Evaluator[Kind]) -> Evaluator[Kind]:
+        _EVALUATORS[kind] = evaluator
+        return evaluator
 
-    @abstractmethod
-    def __call__(self, acts: Activations) -> Tensor:
-        """Values of shape (batch,)."""
+    return register
 
-    @abstractmethod
-    def to_text(self) -> str:
-        """The short text form, parseable by ``priorviz.objective_text.parse_objective``."""
 
-    def __str__(self) -> str:
-        return self.to_text()
+def evaluate(objective: Objective | Term, acts: Activations) -> Tensor:
+    """Values of shape (batch,): the weighted sum of the objective's terms."""
+    if not isinstance(objective, Objective):
+        return objective(acts)
+    total: Tensor | None = None
+    for term, weight in weighted_leaves(objective):
+        values = _restrict(_evaluator(type(term))(term, acts), getattr(term, "batch", None))
+        values = values if weight == 1.0 else weight * values
+        total = values if total is None else total + values
+    assert total is not None  # a tree has at least one term
+    return total
 
-    def __add__(self, other: Objective) -> Objective:
-        if not isinstance(other, Objective):
-            return NotImplemented
-        return Sum((self, other))
 
-    def __sub__(self, other: Objective) -> Objective:
-        if not isinstance(other, Objective):
-            return NotImplemented
-        return Sum((self, Scaled(other, -1.0)))
-
-    def __mul__(self, weight: float) -> Objective:
-        if isinstance(weight, bool) or not isinstance(weight, int | float):
-            return NotImplemented
-        if not math.isfinite(weight):
-            raise ValueError(f"objective weights must be finite, got {weight}")
-        return Scaled(self, float(weight))
-
-    __rmul__ = __mul__
-
-    def __truediv__(self, divisor: float) -> Objective:
-        if isinstance(divisor, bool) or not isinstance(divisor, int | float):
-            return NotImplemented
-        if divisor == 0:
-            raise ZeroDivisionError("objective divided by zero")
-        return self * (1.0 / divisor)
-
-    def __neg__(self) -> Objective:
-        return Scaled(self, -1.0)
+def _evaluator(kind: type[Leaf]) -> Callable[[Any, Activations], Tensor]:
+    try:
+        return _EVALUATORS[kind]
+    except KeyError:
+        raise UnavailableError(f"this engine has no evaluator for {kind.proto_field()} objectives") from None
 
 
 def _restrict(values: Tensor, batch: int | None) -> Tensor:
@@ -81,14 +127,12 @@ def _restrict(values: Tensor, batch: int | None) -> Tensor:
     if batch is None:
         return values
     if batch >= values.shape[0]:
-        raise ValueError(f"objective targets batch element {batch} but the batch has {values.shape[0]} images")
+        raise InvalidInputError(
+            f"objective targets batch element {batch} but the batch has {values.shape[0]} images", field="batch"
+        )
     mask = torch.zeros_like(values)
     mask[batch] = 1.0
     return values * mask
-
-
-def _batch_suffix(batch: int | None) -> str:
-    return "" if batch is None else f"#{batch}"
 
 
 def _feature_map(acts: Activations, layer: str) -> Tensor:
@@ -96,132 +140,48 @@ def _feature_map(acts: Activations, layer: str) -> Tensor:
     return act if act.dim() == 4 else act[:, :, None, None]
 
 
-@dataclass(frozen=True)
-class Channel(Objective):
-    """Mean activation of one channel over all positions."""
-
-    layer: str
-    channel: int
-    batch: int | None = None
-
-    def layers(self) -> frozenset[str]:
-        return frozenset({self.layer})
-
-    def __call__(self, acts: Activations) -> Tensor:
-        return _restrict(_feature_map(acts, self.layer)[:, self.channel].float().mean(dim=(1, 2)), self.batch)
-
-    def to_text(self) -> str:
-        return f"{self.layer}:{self.channel}{_batch_suffix(self.batch)}"
+@evaluates(Channel)
+def _channel(term: Channel, acts: Activations) -> Tensor:
+    return _feature_map(acts, term.layer)[:, term.channel].float().mean(dim=(1, 2))
 
 
-@dataclass(frozen=True)
-class Neuron(Objective):
-    """One channel at one position; ``x``/``y`` default to the centre and are clamped to the map."""
-
-    layer: str
-    channel: int
-    x: int | None = None
-    y: int | None = None
-    batch: int | None = None
-
-    def layers(self) -> frozenset[str]:
-        return frozenset({self.layer})
-
-    def __call__(self, acts: Activations) -> Tensor:
-        act = _feature_map(acts, self.layer)
-        height, width = act.shape[-2:]
-        x = width // 2 if self.x is None else min(self.x, width - 1)
-        y = height // 2 if self.y is None else min(self.y, height - 1)
-        return _restrict(act[:, self.channel, y, x].float(), self.batch)
-
-    def to_text(self) -> str:
-        position = "" if self.x is None else f"@{self.x},{self.y}"
-        return f"neuron:{self.layer}:{self.channel}{position}{_batch_suffix(self.batch)}"
+@evaluates(Neuron)
+def _neuron(term: Neuron, acts: Activations) -> Tensor:
+    act = _feature_map(acts, term.layer)
+    height, width = act.shape[-2:]
+    x = width // 2 if term.x is None else min(term.x, width - 1)
+    y = height // 2 if term.y is None else min(term.y, height - 1)
+    return act[:, term.channel, y, x].float()
 
 
-@dataclass(frozen=True)
-class Layer(Objective):
-    """DeepDream: the mean square of the whole layer."""
-
-    layer: str
-    batch: int | None = None
-
-    def layers(self) -> frozenset[str]:
-        return frozenset({self.layer})
-
-    def __call__(self, acts: Activations) -> Tensor:
-        act = acts[self.layer].float()
-        return _restrict(act.pow(2).flatten(1).mean(dim=1), self.batch)
-
-    def to_text(self) -> str:
-        return f"layer:{self.layer}{_batch_suffix(self.batch)}"
+@evaluates(Layer)
+def _layer(term: Layer, acts: Activations) -> Tensor:
+    return acts[term.layer].float().pow(2).flatten(1).mean(dim=1)
 
 
-@dataclass(frozen=True)
-class Direction(Objective):
-    """A direction in activation space, averaged over positions.
-
-    With ``cosine_power`` 0 it is the plain dot product; above 0 the dot product is weighted
-    by the cosine similarity (floored at 0.1) to that power, which rewards pointing along
-    the direction rather than only growing large (Olah et al. 2018's cossim objective).
-    """
-
-    layer: str
-    vector: tuple[float, ...]
-    cosine_power: float = 0.0
-    batch: int | None = None
-
-    def layers(self) -> frozenset[str]:
-        return frozenset({self.layer})
-
-    def __call__(self, acts: Activations) -> Tensor:
-        act = _feature_map(acts, self.layer).float()
-        vector = torch.tensor(self.vector, device=act.device, dtype=act.dtype)
-        if vector.numel() != act.shape[1]:
-            raise ValueError(f"direction has {vector.numel()} components but {self.layer} has {act.shape[1]} channels")
-        dot = torch.einsum("bchw,c->bhw", act, vector)
-        if self.cosine_power:
-            cosine = dot / (act.norm(dim=1) * vector.norm() + 1e-6)
-            dot = dot * cosine.clamp(min=0.1).pow(self.cosine_power)
-        return _restrict(dot.mean(dim=(1, 2)), self.batch)
-
-    def to_text(self) -> str:
-        kind = "direction" if not self.cosine_power else f"cosdir{_number(self.cosine_power)}"
-        return f"{kind}:{self.layer}:{','.join(_number(v) for v in self.vector)}{_batch_suffix(self.batch)}"
+@evaluates(Direction)
+def _direction(term: Direction, acts: Activations) -> Tensor:
+    act = _feature_map(acts, term.layer).float()
+    vector = torch.tensor(term.vector, device=act.device, dtype=act.dtype)
+    if vector.numel() != act.shape[1]:
+        raise InvalidInputError(
+            f"direction has {vector.numel()} components but {term.layer} has {act.shape[1]} channels", field="vector"
+        )
+    dot = torch.einsum("bchw,c->bhw", act, vector)
+    if term.cosine_power:
+        cosine = dot / (act.norm(dim=1) * vector.norm() + 1e-6)
+        dot = dot * cosine.clamp(min=0.1).pow(term.cosine_power)
+    return dot.mean(dim=(1, 2))
 
 
-@dataclass(frozen=True)
-class ClassLogit(Objective):
-    """The pre-softmax score of one class."""
-
-    index: int
-    batch: int | None = None
-
-    def layers(self) -> frozenset[str]:
-        return frozenset({LOGITS})
-
-    def __call__(self, acts: Activations) -> Tensor:
-        return _restrict(acts[LOGITS][:, self.index].float(), self.batch)
-
-    def to_text(self) -> str:
-        return f"logit:{self.index}{_batch_suffix(self.batch)}"
+@evaluates(ClassLogit)
+def _class_logit(term: ClassLogit, acts: Activations) -> Tensor:
+    return acts[LOGITS][:, term.index].float()
 
 
-@dataclass(frozen=True)
-class ClassProbability(Objective):
-    """The softmax probability of one class (saturates; logits usually optimize better)."""
-
-    index: int
-    batch: int | None = None
-
-    def layers(self) -> frozenset[str]:
-        return frozenset({LOGITS})
-
-    def __call__(self, acts: Activations) -> Tensor:
-        return _restrict(acts[LOGITS].float().softmax(dim=1)[:, self.index], self.batch)
-
-    def to_text(self) -> str:
-        return f"prob:{self.index}{_batch_suffix(self.batch)}"
+@evaluates(ClassProbability)
+def _class_probability(term: ClassProbability, acts: Activations) -> Tensor:
+    return acts[LOGITS].float().softmax(dim=1)[:, term.index]
 
 
 def gram_matrices(act: Tensor) -> Tensor:
@@ -230,131 +190,61 @@ def gram_matrices(act: Tensor) -> Tensor:
     return torch.bmm(flat, flat.transpose(1, 2)).flatten(1)
 
 
-@dataclass(frozen=True)
-class Diversity(Objective):
-    """Minus the mean cosine similarity of each image's Gram matrix to the others'.
+@evaluates(Diversity)
+def _diversity(term: Diversity, acts: Activations) -> Tensor:
+    """A batch of one image scores 0."""
+    grams = F.normalize(gram_matrices(_feature_map(acts, term.layer)), dim=1)
+    batch = grams.shape[0]
+    if batch < 2:
+        return grams.new_zeros(batch)
+    similarity = grams @ grams.T
+    others = similarity.sum(dim=1) - similarity.diagonal()
+    return -others / (batch - 1)
 
-    Higher is more diverse, so add it (with a weight) to push a batch apart. A batch of
-    one image scores 0.
+
+def validate_term(term: Leaf, model_layers: Mapping[str, int], num_classes: int, batch: int) -> None:
+    """Check one term against a model: its layer, channel, class, vector length and batch target.
+
+    ``model_layers`` maps each layer the model lists to its channel count. Field names mean the
+    same in every kind (see ``priorviz_objectives.Leaf``), so this reads them, not the kind.
+    Raises NotFoundError (an unknown layer) or InvalidInputError, with ``field`` the term's field.
     """
-
-    layer: str
-
-    def layers(self) -> frozenset[str]:
-        return frozenset({self.layer})
-
-    def __call__(self, acts: Activations) -> Tensor:
-        grams = F.normalize(gram_matrices(_feature_map(acts, self.layer)), dim=1)
-        batch = grams.shape[0]
-        if batch < 2:
-            return grams.new_zeros(batch)
-        similarity = grams @ grams.T
-        others = similarity.sum(dim=1) - similarity.diagonal()
-        return -others / (batch - 1)
-
-    def to_text(self) -> str:
-        return f"diversity:{self.layer}"
-
-
-@dataclass(frozen=True)
-class Scaled(Objective):
-    """``weight * objective``."""
-
-    objective: Objective
-    weight: float
-
-    def layers(self) -> frozenset[str]:
-        return self.objective.layers()
-
-    def __call__(self, acts: Activations) -> Tensor:
-        return self.weight * self.objective(acts)
-
-    def to_text(self) -> str:
-        inner = self.objective.to_text()
-        if isinstance(self.objective, Sum):
-            inner = f"({inner})"
-        if self.weight == -1.0:
-            return f"-{inner}"
-        return f"{_number(self.weight)}*{inner}"
-
-
-@dataclass(frozen=True)
-class Sum(Objective):
-    """The sum of several objectives."""
-
-    terms: tuple[Objective, ...]
-
-    def __post_init__(self) -> None:
-        flat: list[Objective] = []
-        for term in self.terms:
-            flat.extend(term.terms if isinstance(term, Sum) else (term,))
-        if not flat:
-            raise ValueError("a sum needs at least one objective")
-        object.__setattr__(self, "terms", tuple(flat))
-
-    def layers(self) -> frozenset[str]:
-        return frozenset().union(*(term.layers() for term in self.terms))
-
-    def __call__(self, acts: Activations) -> Tensor:
-        total = self.terms[0](acts)
-        for term in self.terms[1:]:
-            total = total + term(acts)
-        return total
-
-    def to_text(self) -> str:
-        text = self.terms[0].to_text()
-        for term in self.terms[1:]:
-            if isinstance(term, Scaled) and term.weight < 0:
-                text += " - " + Scaled(term.objective, -term.weight).to_text().removeprefix("1*")
-            else:
-                text += " + " + term.to_text()
-        return text
-
-
-def per_batch(objectives: Sequence[Objective]) -> Objective:
-    """Objective ``i`` drives batch element ``i`` only: one job, several targets."""
-    terms = [_with_batch(objective, index) for index, objective in enumerate(objectives)]
-    return Sum(tuple(terms))
-
-
-def _with_batch(objective: Objective, index: int) -> Objective:
-    if isinstance(objective, Sum):
-        return Sum(tuple(_with_batch(term, index) for term in objective.terms))
-    if isinstance(objective, Scaled):
-        return Scaled(_with_batch(objective.objective, index), objective.weight)
-    if isinstance(objective, Diversity):
-        raise ValueError("diversity is a batch-wide term and cannot target one batch element")
-    return replace(objective, batch=index)  # type: ignore[type-var]
+    _evaluator(type(term))
+    values = term.values()
+    layer_name = values.get("layer")
+    if isinstance(layer_name, str):
+        if layer_name not in model_layers:
+            known = list(model_layers)
+            listing = ", ".join(known[:8]) + (", ..." if len(known) > 8 else "")
+            raise NotFoundError(f"unknown layer {clip_text(layer_name)!r} (layers: {listing})", field="layer")
+        width = model_layers[layer_name]
+        channel_index = values.get("channel")
+        if isinstance(channel_index, int) and channel_index >= width:
+            raise InvalidInputError(
+                f"channel {channel_index} out of range for {layer_name!r} ({width} channels)", field="channel"
+            )
+        vector = values.get("vector")
+        if isinstance(vector, tuple) and len(vector) != width:
+            raise InvalidInputError(
+                f"direction on {layer_name!r} needs {width} components, got {len(vector)}", field="vector"
+            )
+    class_index = values.get("index")
+    if isinstance(class_index, int) and class_index >= num_classes:
+        raise InvalidInputError(
+            f"class {class_index} out of range (the model has {num_classes} classes)", field="index"
+        )
+    target = values.get("batch")
+    if isinstance(target, int) and target >= batch:
+        raise InvalidInputError(
+            f"objective targets batch element {target} but the batch has {batch} images", field="batch"
+        )
+    if batch < term.min_batch:
+        raise InvalidInputError(
+            f"{term.proto_field()} compares the images of a batch; it needs a batch of at least {term.min_batch}"
+        )
 
 
 def validate_objective(objective: Objective, model_layers: Mapping[str, int], num_classes: int, batch: int) -> None:
-    """Check layer names, channel and class indices and batch targets against a model.
-
-    ``model_layers`` maps each valid layer name to its channel count. Raises ValueError
-    or KeyError with a message naming what is wrong.
-    """
-    for term in _leaves(objective):
-        layer = getattr(term, "layer", None)
-        if layer is not None and layer not in model_layers:
-            raise KeyError(f"unknown layer {layer!r}")
-        channel = getattr(term, "channel", None)
-        if channel is not None and not 0 <= channel < model_layers[layer]:
-            raise ValueError(f"channel {channel} out of range for {layer!r} ({model_layers[layer]} channels)")
-        if isinstance(term, Direction) and len(term.vector) != model_layers[term.layer]:
-            raise ValueError(
-                f"direction on {term.layer!r} needs {model_layers[term.layer]} components, got {len(term.vector)}"
-            )
-        index = getattr(term, "index", None)
-        if index is not None and not 0 <= index < num_classes:
-            raise ValueError(f"class {index} out of range (the model has {num_classes} classes)")
-        target = getattr(term, "batch", None)
-        if target is not None and not 0 <= target < batch:
-            raise ValueError(f"objective targets batch element {target} but the batch has {batch} images")
-
-
-def _leaves(objective: Objective) -> list[Objective]:
-    if isinstance(objective, Sum):
-        return [leaf for term in objective.terms for leaf in _leaves(term)]
-    if isinstance(objective, Scaled):
-        return _leaves(objective.objective)
-    return [objective]
+    """``validate_term`` for every term of ``objective``."""
+    for term in leaves(objective):
+        validate_term(term, model_layers, num_classes, batch)

@@ -22,8 +22,7 @@ from priorviz.errors import CancelledError, ComputationError, InvalidInputError,
 from priorviz.metrics import target_classes
 from priorviz.models import get_model
 from priorviz.models.target import TargetModel
-from priorviz.objective_text import parse_objective
-from priorviz.objectives import Objective
+from priorviz.objectives import Objective, Term, evaluate, parse_objective
 from priorviz.regularizers import image_penalty
 from priorviz.seeding import make_generator
 from priorviz.transforms import Transform, standard_transforms
@@ -118,7 +117,7 @@ def render(
     steps: int | None = None,
     seed: int | None = None,
     prior_options: Mapping[str, object] | None = None,
-    regularizer: Objective | None = None,
+    regularizer: Objective | Term | None = None,
     progress: ProgressCallback | None = None,
     should_stop: StopCheck | None = None,
     keep_snapshots: bool = True,
@@ -154,8 +153,7 @@ def render(
     if not trainable and not param.owns_update:
         raise InvalidInputError(f"{type(param).__name__} has no trainable parameters", field="prior")
     optimizer = torch.optim.Adam(trainable, lr=learning_rate) if trainable and not param.owns_update else None
-    goal = objective if regularizer is None else objective + regularizer
-    layers = goal.layers()
+    layers = objective.layers() | (regularizer.layers() if regularizer is not None else frozenset())
     snapshot_steps = set(config.snapshot_steps)
     trace: list[Tensor] = []
     snapshots: dict[int, Tensor] = {}
@@ -168,10 +166,10 @@ def render(
         images = param()
         seen = config.transforms(images, generator).to(model.dtype)
         acts = model.activations(seen, layers)
-        values = objective(acts)
+        values = evaluate(objective, acts)
         loss = -values.sum() + param.regularization()
         if regularizer is not None:
-            loss = loss - regularizer(acts).sum()
+            loss = loss - evaluate(regularizer, acts).sum()
         loss = loss + image_penalty(images, config.total_variation_weight, config.l1_weight, config.blur_weight)
         if not torch.isfinite(loss):
             raise ComputationError(
@@ -195,7 +193,7 @@ def render(
 
     with torch.no_grad():
         final = param()
-        final_values = objective(model.activations(final.to(model.dtype), objective.layers()))
+        final_values = evaluate(objective, model.activations(final.to(model.dtype), objective.layers()))
     if not torch.isfinite(final_values).all():
         raise ComputationError(f"the objective {clip_text(objective.to_text())!r} is not finite on the final images")
     return RenderResult(

@@ -21,7 +21,7 @@ from torch import Tensor, nn
 
 from priorviz.errors import InvalidInputError
 from priorviz.models.target import INPUT_SUFFIX, TargetModel
-from priorviz.objectives import Activations, Objective
+from priorviz.objectives import Activations
 
 
 class NoBatchNormError(InvalidInputError):
@@ -65,17 +65,16 @@ def statistics_distance(acts: Activations, stored: tuple[RunningStatistics, ...]
     return total
 
 
-class BatchNormStatisticsPrior(Objective):
+class BatchNormStatisticsPrior:
     """``-weight * R(x)``: add it as ``render(..., regularizer=...)`` to keep images in distribution.
 
-    It is a regularizer built for one model, not part of the objective text grammar; its
-    ``to_text`` is descriptive only.
+    It is a regularizer built for one model (a ``priorviz.objectives.Term``), not an objective
+    kind: it has no text form and never crosses the wire.
     """
 
     def __init__(self, model: TargetModel, weight: float = 0.01) -> None:
         if not weight >= 0:
             raise ValueError(f"the statistics prior's weight must be non-negative, got {weight}")
-        self.model_name = model.name
         self.weight = float(weight)
         self.stored = tuple(
             RunningStatistics(s.layer, s.mean.to(model.device), s.variance.to(model.device))
@@ -87,9 +86,6 @@ class BatchNormStatisticsPrior(Objective):
 
     def __call__(self, acts: Activations) -> Tensor:
         return -self.weight * statistics_distance(acts, self.stored)
-
-    def to_text(self) -> str:
-        return f"-{self.weight!r}*bn_statistics({self.model_name})"
 
 
 def batchnorm_statistics_distance(model: TargetModel, images: Tensor) -> Tensor:

@@ -1,1 +1,1 @@
-"""priorviz server side: target models, objectives, transforms, the render loop and the gRPC service."""
+"""The priorviz.v1 gRPC server: config, codec (proto <-> engine), validation, errors, jobs, auth, observability."""

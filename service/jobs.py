@@ -17,6 +17,8 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
+from priorviz.errors import CancelledError
+
 Emit = Callable[[object], None]
 StopCheck = Callable[[], bool]
 Work = Callable[[Emit, StopCheck], None]
@@ -30,7 +32,7 @@ class QueueClosedError(Exception):
     """The server is shutting down and takes no new jobs."""
 
 
-class JobCancelledError(Exception):
+class JobCancelledError(CancelledError):
     """The job was cancelled before it finished (by its client, its deadline or shutdown)."""
 
 

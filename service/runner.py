@@ -1,10 +1,11 @@
-"""What a worker does with a checked job: render under each prior, measure, stream events.
+"""What a worker does with a checked job: render under each prior, measure, and report engine events.
 
-Visualize is a job with one prior; Compare is the same job with several priors run one
-after the other with the same seed. Events are priorviz.v1 messages ready to send.
-Each worker thread uses its own replica of a model (worker 0 the registry's cached copy),
-because a model's activation hooks are registered on its modules and must not be shared
-by two jobs running at the same time.
+Visualize is a job with one prior; Compare is the same job with several priors run one after
+the other with the same seed. The runner reports ``PriorStep`` after every step and one
+``JobResult`` at the end; ``service.codec`` turns them into stream events. Each worker thread
+uses its own replica of a model (worker 0 the registry's cached copy), because a model's
+activation hooks are registered on its modules and must not be shared by two jobs running at
+the same time.
 """
 
 from __future__ import annotations
@@ -13,16 +14,46 @@ import threading
 import time
 import weakref
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from priorviz import metrics
+from priorviz.errors import PriorvizError
+from priorviz.metrics import MetricPanel
 from priorviz.models.target import TargetModel
 from priorviz.render import RenderCancelled, RenderResult, StepEvent, render
-from service._proto.priorviz.v1 import priorviz_pb2 as pb
-from service.jobs import Emit, StopCheck
-from service.validation import JobSpec, PriorRun, engine_error
-from service.wire import PRIOR_KINDS, encode_images
+from service.jobs import StopCheck
+from service.validation import JobSpec, PriorRun
 
 StepObserver = Callable[[float], None]
+
+
+@dataclass(frozen=True)
+class PriorStep:
+    """Step ``step.step`` of the job's prior ``prior_index`` is done."""
+
+    prior_index: int
+    step: StepEvent
+
+
+@dataclass(frozen=True)
+class PriorResult:
+    """The images and metrics of one prior."""
+
+    prior_index: int
+    rendered: RenderResult
+    panel: MetricPanel
+    metrics_seconds: float
+
+
+@dataclass(frozen=True)
+class JobResult:
+    """Every prior's result, in the job's order."""
+
+    results: tuple[PriorResult, ...]
+
+
+JobEvent = PriorStep | JobResult
+EmitEvent = Callable[[JobEvent], None]
 
 _local = threading.local()
 _replicas: weakref.WeakKeyDictionary[TargetModel, dict[int, TargetModel]] = weakref.WeakKeyDictionary()
@@ -47,66 +78,32 @@ def replica(model: TargetModel) -> TargetModel:
         return copies[index]
 
 
-def run_visualize(
-    spec: JobSpec, emit: Emit, should_stop: StopCheck, on_step: StepObserver, transform_samples: int
+def run_job(
+    spec: JobSpec, emit: EmitEvent, should_stop: StopCheck, on_step: StepObserver, transform_samples: int
 ) -> None:
-    prior = spec.priors[0]
-
-    def progress(event: StepEvent) -> None:
-        emit(pb.VisualizeEvent(progress=_progress(event)))
-        if event.images is not None:
-            emit(pb.VisualizeEvent(preview=pb.Preview(step=event.step, images=encode_images(event.images))))
-
-    result = _run_prior(spec, prior, progress, should_stop, on_step, transform_samples)
-    emit(pb.VisualizeEvent(result=result))
-
-
-def run_compare(
-    spec: JobSpec, emit: Emit, should_stop: StopCheck, on_step: StepObserver, transform_samples: int
-) -> None:
+    """Render and measure under every prior of ``spec``, reporting each step and then the results."""
     results = []
-    for index, prior in enumerate(spec.priors):
-
-        def progress(event: StepEvent, prior: PriorRun = prior, index: int = index) -> None:
-            emit(
-                pb.CompareEvent(
-                    progress=pb.PriorProgress(
-                        prior=prior.name, prior_index=index, prior_count=len(spec.priors), progress=_progress(event)
-                    )
-                )
-            )
-            if event.images is not None:
-                preview = pb.Preview(step=event.step, images=encode_images(event.images))
-                emit(pb.CompareEvent(preview=pb.PriorPreview(prior=prior.name, preview=preview)))
-
-        results.append(_run_prior(spec, prior, progress, should_stop, on_step, transform_samples))
-    emit(pb.CompareEvent(result=pb.CompareResult(results=results)))
+    for index in range(len(spec.priors)):
+        rendered = _render(spec, index, emit, should_stop, on_step)
+        if should_stop():
+            raise RenderCancelled(spec.config.steps)
+        results.append(_measure(spec, index, rendered, transform_samples))
+    emit(JobResult(tuple(results)))
 
 
-def _progress(event: StepEvent) -> pb.Progress:
-    return pb.Progress(step=event.step, total_steps=event.total_steps, objective_values=event.values.tolist())
-
-
-def _run_prior(
-    spec: JobSpec,
-    prior: PriorRun,
-    progress: Callable[[StepEvent], None],
-    should_stop: StopCheck,
-    on_step: StepObserver,
-    transform_samples: int,
-) -> pb.VisualizeResult:
-    model = replica(spec.model)
-    last_step = [time.perf_counter(), 0]
+def _render(spec: JobSpec, index: int, emit: EmitEvent, should_stop: StopCheck, on_step: StepObserver) -> RenderResult:
+    prior = spec.priors[index]
+    last_step = [time.perf_counter()]
 
     def observed(event: StepEvent) -> None:
         now = time.perf_counter()
         on_step(now - last_step[0])
-        last_step[:] = [now, event.step]
-        progress(event)
+        last_step[0] = now
+        emit(PriorStep(index, event))
 
     try:
-        rendered = render(
-            model,
+        return render(
+            replica(spec.model),
             spec.objective,
             prior.name,
             batch=spec.batch,
@@ -118,42 +115,24 @@ def _run_prior(
             should_stop=should_stop,
             keep_snapshots=False,  # each preview is sent as PNG when it is taken
         )
-    except RenderCancelled:
+    except PriorvizError as error:
+        error.field = _request_field(error.field, prior)
         raise
-    except Exception as error:
-        request_error = engine_error(error, started=last_step[1] > 0, prior=prior)
-        if request_error is None:
-            raise
-        raise request_error from error
-    if should_stop():
-        raise RenderCancelled(spec.config.steps)
-    return _result(spec, prior, model, rendered, transform_samples)
 
 
-def _result(
-    spec: JobSpec, prior: PriorRun, model: TargetModel, rendered: RenderResult, transform_samples: int
-) -> pb.VisualizeResult:
+def _request_field(field: str | None, prior: PriorRun) -> str | None:
+    """The request field behind one of ``render``'s arguments (the prior's name and options)."""
+    return {"prior": prior.name_field, "prior_options": prior.options_field}.get(field or "", field)
+
+
+def _measure(spec: JobSpec, index: int, rendered: RenderResult, transform_samples: int) -> PriorResult:
     started = time.perf_counter()
     panel = metrics.measure(
-        model,
+        replica(spec.model),
         spec.objective,
         rendered.images,
         held_out=replica(spec.held_out) if spec.held_out is not None else None,
         seed=spec.config.seed,
         transform_samples=transform_samples,
     )
-    return pb.VisualizeResult(
-        prior=prior.name,
-        prior_kind=PRIOR_KINDS[prior.kind],
-        model=spec.model.name,
-        objective_text=spec.objective.to_text(),
-        images=encode_images(rendered.images),
-        objective_values=rendered.values.tolist(),
-        traces=[pb.Trace(values=column.tolist()) for column in rendered.trace.T],
-        image_metrics=[pb.ImageMetrics(values=values) for values in panel.per_image],
-        batch_metrics=panel.batch,
-        steps=spec.config.steps,
-        seed=spec.config.seed,
-        render_seconds=rendered.seconds,
-        metrics_seconds=time.perf_counter() - started,
-    )
+    return PriorResult(index, rendered, panel, time.perf_counter() - started)

@@ -20,6 +20,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from concurrent import futures
 from dataclasses import replace
+from typing import TypeVar, cast
 
 import grpc
 import torch
@@ -29,7 +30,7 @@ from grpc_reflection.v1alpha import reflection
 from priors.diffusers_loading import DiffusersModelError
 from priors.diffusers_priors import register_diffusers_prior
 from priorviz import metrics as result_metrics
-from priorviz.errors import ComputationError, clip_text
+from priorviz.errors import CancelledError, clip_text
 from priorviz.models._api import (
     ModelNotFoundError,
     default_model_name,
@@ -41,26 +42,19 @@ from priorviz.models._api import (
 from priorviz.models.checkpoint import PREFIX as CHECKPOINT_PREFIX
 from priorviz.models.target import TargetModel
 from priorviz.objectives import ClassLogit
-from priorviz.render import RenderCancelled, RenderConfig, render
+from priorviz.render import RenderConfig, render
+from service import codec, validation
 from service._proto.priorviz.v1 import priorviz_pb2 as pb
 from service._proto.priorviz.v1 import priorviz_pb2_grpc as pb_grpc
 from service.auth import BearerTokenInterceptor
 from service.checkpoints import CheckpointDirectories
 from service.config import Limits, ServerConfig
 from service.decoding import DecodeGuardInterceptor
-from service.jobs import Job, JobCancelledError, JobQueue, QueueClosedError, QueueFullError, QueuePositionEvent
+from service.errors import CLIENT_FAULTS, status_of
+from service.jobs import Job, JobQueue, QueueClosedError, QueueFullError, QueuePositionEvent
 from service.observability import ServiceMetrics, configure_json_logging
-from service.runner import run_compare, run_visualize, set_worker_index
-from service.validation import (
-    NO_HELD_OUT,
-    JobSpec,
-    RequestError,
-    compare_spec,
-    known_priors,
-    load_model,
-    visualize_spec,
-)
-from service.wire import layer_to_proto, prior_to_proto
+from service.runner import JobEvent, run_job, set_worker_index
+from service.validation import NO_HELD_OUT, JobSpec, RenderRequest, load_model
 
 SERVICE_NAME = "priorviz.v1.Visualizer"
 WARM_UP_SIZE = 64
@@ -70,6 +64,8 @@ MAX_STATUS_DETAILS = 1000
 """Longest status message sent: gRPC answers RESOURCE_EXHAUSTED instead of a status whose
 trailing metadata passes the client's limit (16 KiB by default)."""
 log = logging.getLogger("priorviz.server")
+Event = TypeVar("Event")
+"""A stream's event message: ``pb.VisualizeEvent`` or ``pb.CompareEvent``."""
 
 
 class VisualizerServicer(pb_grpc.VisualizerServicer):
@@ -80,55 +76,36 @@ class VisualizerServicer(pb_grpc.VisualizerServicer):
         self._config = server.config
 
     def ListModels(self, request: pb.ListModelsRequest, context: grpc.ServicerContext) -> pb.ListModelsResponse:
-        return pb.ListModelsResponse(
-            models=[
-                pb.ModelSummary(
-                    name=entry.name, description=entry.description, is_default=entry.name == self._server.default_model
-                )
-                for entry in list_models()
-            ]
-        )
+        return codec.model_list(list_models(), self._server.default_model)
 
     def DescribeModel(
         self, request: pb.DescribeModelRequest, context: grpc.ServicerContext
     ) -> pb.DescribeModelResponse:
         try:
             model = load_model(self._server.load_model, request.model or self._server.default_model, "model")
-        except RequestError as error:
-            abort(context, error.code, str(error))
-        return pb.DescribeModelResponse(
-            name=model.name,
-            description=model.description,
-            input_size=model.input_size,
-            num_classes=model.num_classes,
-            class_names=[] if request.omit_class_names else list(model.class_names),
-            layers=[layer_to_proto(layer) for layer in model.layers],
-        )
+        except Exception as error:
+            self._server.refuse("DescribeModel", error, context)
+        return codec.model_description(model, request.omit_class_names)
 
     def ListPriors(self, request: pb.ListPriorsRequest, context: grpc.ServicerContext) -> pb.ListPriorsResponse:
-        priors = [
-            prior_to_proto(info, available)
-            for info, available in known_priors().values()
-            if available or request.include_unavailable
-        ]
-        return pb.ListPriorsResponse(priors=priors, metric_descriptions=result_metrics.METRIC_DESCRIPTIONS)
+        return codec.prior_list(
+            validation.known_priors().values(), request.include_unavailable, result_metrics.METRIC_DESCRIPTIONS
+        )
 
     def Visualize(self, request: pb.VisualizeRequest, context: grpc.ServicerContext) -> Iterator[pb.VisualizeEvent]:
+        limits = self._server.config.limits
         return self._server.stream_job(
             "Visualize",
-            lambda: visualize_spec(request, *self._server.spec_context()),
-            run_visualize,
+            lambda: codec.visualize_request(request, limits),
+            codec.visualize_events,
             pb.VisualizeEvent,
             context,
         )
 
     def Compare(self, request: pb.CompareRequest, context: grpc.ServicerContext) -> Iterator[pb.CompareEvent]:
+        limits = self._server.config.limits
         return self._server.stream_job(
-            "Compare",
-            lambda: compare_spec(request, *self._server.spec_context()),
-            run_compare,
-            pb.CompareEvent,
-            context,
+            "Compare", lambda: codec.compare_request(request, limits), codec.compare_events, pb.CompareEvent, context
         )
 
 
@@ -293,33 +270,53 @@ class PriorvizServer:
             name = self.checkpoints.model_name(name)
         return get_model(name, device=self.device)
 
-    def spec_context(self) -> tuple[Limits, Callable[[str], TargetModel], str, str]:
-        return self.config.limits, self.load_model, self.default_model, self.default_held_out
+    def check(self, request: RenderRequest) -> JobSpec:
+        """The job a decoded request asks for, checked against this server's limits and models."""
+        return validation.check_request(
+            request, self.config.limits, self.load_model, self.default_model, self.default_held_out
+        )
 
     def _worker_setup(self, index: int) -> None:
         set_worker_index(index)
 
+    def refuse(self, rpc: str, error: Exception, context: grpc.ServicerContext) -> None:
+        """Answer a request the server will not run (``context.abort`` raises): its error's status, or
+        INTERNAL for a server fault."""
+        status = status_of(error)
+        if status is not None:
+            code, details = status
+            log.info("request refused", extra={"rpc": rpc, "code": code.name, "error": clip_text(details)})
+            abort(context, code, details)
+        log.error("request failed", extra={"rpc": rpc}, exc_info=(type(error), error, error.__traceback__))
+        context.abort(grpc.StatusCode.INTERNAL, f"internal error in {rpc}; the server log has the details")
+
     def stream_job(
         self,
         rpc: str,
-        make_spec: Callable[[], JobSpec],
-        runner: Callable[..., None],
-        event_type: type,
+        decode: Callable[[], RenderRequest],
+        encode: Callable[[JobSpec, JobEvent], list[Event]],
+        event_type: Callable[..., Event],
         context: grpc.ServicerContext,
-    ) -> Iterator[object]:
-        """Validate, queue, then relay the job's events; ends with the job's status."""
+    ) -> Iterator[Event]:
+        """Decode and validate, queue, then relay the job's events; ends with the job's status."""
         try:
-            spec = make_spec()
-        except RequestError as error:
-            self.metrics.jobs.labels(rpc=rpc, outcome="invalid").inc()
-            log.info("request refused", extra={"rpc": rpc, "code": error.code.name, "error": clip_text(str(error))})
-            abort(context, error.code, str(error))
+            spec = self.check(decode())
+        except Exception as refused:
+            status = status_of(refused)
+            outcome = "invalid" if status is not None and status[0] in CLIENT_FAULTS else "failed"
+            self.metrics.jobs.labels(rpc=rpc, outcome=outcome).inc()
+            self.refuse(rpc, refused, context)
 
         def work(emit: Callable[[object], None], should_stop: Callable[[], bool]) -> None:
             # The thread count is process-wide and anything in the process may change it;
             # set it for every job so a job never runs oversubscribed.
             torch.set_num_threads(self.config.torch_threads)
-            runner(spec, emit, should_stop, self.metrics.step_seconds.observe, self.config.metric_transform_samples)
+
+            def send(event: JobEvent) -> None:
+                for message in encode(spec, event):
+                    emit(message)
+
+            run_job(spec, send, should_stop, self.metrics.step_seconds.observe, self.config.metric_transform_samples)
 
         job = Job(work, name=f"{rpc}:{uuid.uuid4().hex[:12]}", max_seconds=self.config.max_job_seconds)
         if not context.add_callback(job.cancel):
@@ -344,41 +341,41 @@ class PriorvizServer:
                 "jobs_ahead": ahead,
             },
         )
-        yield event_type(queued=pb.QueuePosition(jobs_ahead=ahead))
+        yield codec.queued(event_type, ahead)
         for event in job.events():
             if isinstance(event, QueuePositionEvent):
-                yield event_type(queued=pb.QueuePosition(jobs_ahead=event.jobs_ahead))
+                yield codec.queued(event_type, event.jobs_ahead)
             else:
-                yield event
-        error = job.error
-        if error is None:
+                yield cast(Event, event)  # the job emits only what ``encode`` made
+        failure = job.error
+        if failure is None:
             return
-        if isinstance(error, RequestError):
-            abort(context, error.code, str(error))
-        if isinstance(error, ComputationError):
-            # The request's numbers drove the optimization to NaN or infinity: the caller can change them.
-            abort(context, grpc.StatusCode.INVALID_ARGUMENT, f"{error.field or 'settings'}: {error}")
         if job.timed_out:
-            context.abort(
+            abort(
+                context,
                 grpc.StatusCode.DEADLINE_EXCEEDED,
                 f"the job ran past this server's limit of {self.config.max_job_seconds:g} s per job",
             )
-        if isinstance(error, RenderCancelled | JobCancelledError):
+        if isinstance(failure, CancelledError):
             if self._shutting_down.is_set():
                 context.abort(grpc.StatusCode.UNAVAILABLE, "the server shut down before the job finished")
             context.abort(grpc.StatusCode.CANCELLED, "the job was cancelled")
+        status = status_of(failure)
+        if status is not None:
+            abort(context, *status)
         context.abort(grpc.StatusCode.INTERNAL, f"internal error in job {job.name}; the server log has the details")
 
     def _job_finished(self, job: Job, error: BaseException | None) -> None:
         rpc = job.name.split(":", 1)[0]
+        status = status_of(error) if error is not None else None
         if error is None:
             outcome = "succeeded"
-        elif isinstance(error, RequestError | ComputationError):
-            outcome = "invalid"
         elif job.timed_out:
             outcome = "timed_out"
-        elif isinstance(error, RenderCancelled | JobCancelledError):
+        elif isinstance(error, CancelledError):
             outcome = "cancelled"
+        elif status is not None and status[0] in CLIENT_FAULTS:
+            outcome = "invalid"
         else:
             outcome = "failed"
         self.metrics.jobs.labels(rpc=rpc, outcome=outcome).inc()
@@ -387,10 +384,10 @@ class PriorvizServer:
         extra = {"job": job.name, "outcome": outcome, "seconds": round(seconds, 3)}
         if job.started_at is not None:
             extra["queue_seconds"] = round(job.started_at - job.submitted_at, 3)
-        if outcome == "failed":
+        if error is not None and status is None:
             log.error("job failed", extra=extra, exc_info=(type(error), error, error.__traceback__))
         else:
-            log.info("job finished", extra=extra | ({"error": clip_text(str(error))} if error else {}))
+            log.info("job finished", extra=extra | ({"error": clip_text(status[1])} if status else {}))
 
 
 def abort(context: grpc.ServicerContext, code: grpc.StatusCode, details: str) -> None:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import replace
+from pathlib import Path
 
 import grpc
 
@@ -14,6 +16,11 @@ from service._proto.priorviz.v1 import priorviz_pb2 as pb
 from service._proto.priorviz.v1 import priorviz_pb2_grpc as pb_grpc
 from service.config import Limits, ServerConfig
 from service.server import PriorvizServer
+
+ROOT = Path(__file__).resolve().parents[1]
+CHECKOUT_PATH = os.pathsep.join([str(ROOT), str(ROOT / "clients" / "python")])
+"""PYTHONPATH for a server process run from this checkout: the server, and the objective
+specifications it imports (``priorviz_objectives``, shipped by the client distribution)."""
 
 SMALL = 64
 """Image side used by the tests: a step takes tens of milliseconds on one CPU thread."""

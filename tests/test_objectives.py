@@ -7,8 +7,8 @@ import pytest
 import torch
 from torch import nn
 
+from priorviz.errors import InvalidInputError, NotFoundError
 from priorviz.models.target import LOGITS, Normalization, TargetModel
-from priorviz.objective_text import ObjectiveSyntaxError, parse_objective
 from priorviz.objectives import (
     Channel,
     ClassLogit,
@@ -17,11 +17,15 @@ from priorviz.objectives import (
     Diversity,
     Layer,
     Neuron,
+    ObjectiveError,
     Scaled,
     Sum,
+    evaluate,
+    parse_objective,
     per_batch,
     validate_objective,
 )
+from priorviz_objectives import Leaf
 
 
 class TinyNet(nn.Module):
@@ -59,43 +63,56 @@ def batch(tiny: TargetModel) -> tuple[dict[str, torch.Tensor], dict[str, np.ndar
 
 def test_layer_listing(tiny: TargetModel) -> None:
     assert [(l.name, l.channels, l.height) for l in tiny.layers] == [
-        ("conv1", 4, 8), ("act1", 4, 8), ("conv2", 6, 4), (LOGITS, 5, 1)
+        ("conv1", 4, 8),
+        ("act1", 4, 8),
+        ("conv2", 6, 4),
+        (LOGITS, 5, 1),
     ]
 
 
 def test_channel(batch) -> None:
     acts, ref = batch
-    np.testing.assert_allclose(Channel("conv2", 3)(acts).detach().numpy(), ref["conv2"][:, 3].mean(axis=(1, 2)), rtol=1e-5)
+    np.testing.assert_allclose(
+        evaluate(Channel("conv2", 3), acts).detach().numpy(), ref["conv2"][:, 3].mean(axis=(1, 2)), rtol=1e-5
+    )
 
 
 def test_neuron_explicit_centre_and_clamped(batch) -> None:
     acts, ref = batch
-    np.testing.assert_allclose(Neuron("conv2", 1, x=2, y=0)(acts).detach().numpy(), ref["conv2"][:, 1, 0, 2], rtol=1e-5)
-    np.testing.assert_allclose(Neuron("conv2", 1)(acts).detach().numpy(), ref["conv2"][:, 1, 2, 2], rtol=1e-5)
-    np.testing.assert_allclose(Neuron("conv2", 1, x=99, y=99)(acts).detach().numpy(), ref["conv2"][:, 1, 3, 3], rtol=1e-5)
+    np.testing.assert_allclose(
+        evaluate(Neuron("conv2", 1, x=2, y=0), acts).detach().numpy(), ref["conv2"][:, 1, 0, 2], rtol=1e-5
+    )
+    np.testing.assert_allclose(evaluate(Neuron("conv2", 1), acts).detach().numpy(), ref["conv2"][:, 1, 2, 2], rtol=1e-5)
+    np.testing.assert_allclose(
+        evaluate(Neuron("conv2", 1, x=99, y=99), acts).detach().numpy(), ref["conv2"][:, 1, 3, 3], rtol=1e-5
+    )
 
 
 def test_layer_is_mean_square(batch) -> None:
     acts, ref = batch
-    np.testing.assert_allclose(Layer("conv1")(acts).detach().numpy(), (ref["conv1"] ** 2).reshape(3, -1).mean(1), rtol=1e-5)
+    np.testing.assert_allclose(
+        evaluate(Layer("conv1"), acts).detach().numpy(), (ref["conv1"] ** 2).reshape(3, -1).mean(1), rtol=1e-5
+    )
 
 
 def test_direction_dot_and_cosine(batch) -> None:
     acts, ref = batch
     v = np.array([1.0, -2.0, 0.5, 0.0, 3.0, 1.0])
     dot = np.einsum("bchw,c->bhw", ref["conv2"], v)
-    np.testing.assert_allclose(Direction("conv2", tuple(v))(acts).detach().numpy(), dot.mean(axis=(1, 2)), rtol=1e-5)
+    np.testing.assert_allclose(
+        evaluate(Direction("conv2", tuple(v)), acts).detach().numpy(), dot.mean(axis=(1, 2)), rtol=1e-5
+    )
     cosine = dot / (np.linalg.norm(ref["conv2"], axis=1) * np.linalg.norm(v) + 1e-6)
     expected = (dot * np.maximum(cosine, 0.1) ** 2).mean(axis=(1, 2))
-    np.testing.assert_allclose(Direction("conv2", tuple(v), 2.0)(acts).detach().numpy(), expected, rtol=1e-4)
+    np.testing.assert_allclose(evaluate(Direction("conv2", tuple(v), 2.0), acts).detach().numpy(), expected, rtol=1e-4)
 
 
 def test_class_logit_and_probability(batch) -> None:
     acts, ref = batch
     logits = ref[LOGITS]
-    np.testing.assert_allclose(ClassLogit(2)(acts).detach().numpy(), logits[:, 2], rtol=1e-5)
+    np.testing.assert_allclose(evaluate(ClassLogit(2), acts).detach().numpy(), logits[:, 2], rtol=1e-5)
     softmax = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
-    np.testing.assert_allclose(ClassProbability(4)(acts).detach().numpy(), softmax[:, 4], rtol=1e-5)
+    np.testing.assert_allclose(evaluate(ClassProbability(4), acts).detach().numpy(), softmax[:, 4], rtol=1e-5)
 
 
 def test_diversity_is_minus_mean_gram_cosine(batch) -> None:
@@ -105,24 +122,40 @@ def test_diversity_is_minus_mean_gram_cosine(batch) -> None:
     grams /= np.linalg.norm(grams, axis=1, keepdims=True)
     similarity = grams @ grams.T
     expected = -(similarity.sum(axis=1) - np.diag(similarity)) / 2
-    np.testing.assert_allclose(Diversity("conv1")(acts).detach().numpy(), expected, rtol=1e-5)
+    np.testing.assert_allclose(evaluate(Diversity("conv1"), acts).detach().numpy(), expected, rtol=1e-5)
 
 
 def test_diversity_of_identical_images_is_minus_one(tiny: TargetModel) -> None:
     images = torch.rand(1, 3, 8, 8).expand(4, 3, 8, 8)
-    values = Diversity("conv1")(tiny.activations(images, ["conv1"]))
+    values = evaluate(Diversity("conv1"), tiny.activations(images, ["conv1"]))
     np.testing.assert_allclose(values.numpy(), -1.0, rtol=1e-5)
-    assert Diversity("conv1")(tiny.activations(images[:1], ["conv1"])).tolist() == [0.0]
+    assert evaluate(Diversity("conv1"), tiny.activations(images[:1], ["conv1"])).tolist() == [0.0]
+
+
+def test_every_kind_has_an_evaluator(batch) -> None:
+    acts, _ = batch
+    examples = [
+        Channel("conv2", 1),
+        Neuron("conv2", 1),
+        Layer("conv1"),
+        Direction("conv2", (1.0,) * 6, 1.0),
+        ClassLogit(1),
+        ClassProbability(1),
+        Diversity("conv1"),
+    ]
+    assert {type(term) for term in examples} == set(Leaf.kinds())
+    for term in examples:
+        assert evaluate(term, acts).shape == (3,)
 
 
 def test_algebra_matches_arithmetic(batch) -> None:
     acts, ref = batch
     a, b, c = Channel("conv2", 0), Channel("conv1", 1), ClassLogit(0)
-    expected = a(acts) - 0.5 * b(acts) + 2 * c(acts)
+    expected = evaluate(a, acts) - 0.5 * evaluate(b, acts) + 2 * evaluate(c, acts)
     combined = a - 0.5 * b + c * 2
-    torch.testing.assert_close(combined(acts), expected)
-    torch.testing.assert_close((-a)(acts), -a(acts))
-    torch.testing.assert_close((a / 4)(acts), a(acts) / 4)
+    torch.testing.assert_close(evaluate(combined, acts), expected)
+    torch.testing.assert_close(evaluate(-a, acts), -evaluate(a, acts))
+    torch.testing.assert_close(evaluate(a / 4, acts), evaluate(a, acts) / 4)
     assert combined.layers() == frozenset({"conv2", "conv1", LOGITS})
     assert isinstance(combined, Sum) and len(combined.terms) == 3
 
@@ -132,21 +165,21 @@ def test_algebra_rejects_nonsense() -> None:
         Channel("conv1", 0) * Channel("conv1", 1)  # type: ignore[operator]
     with pytest.raises(TypeError):
         Channel("conv1", 0) + 1  # type: ignore[operator]
-    with pytest.raises(ValueError, match="finite"):
+    with pytest.raises(ObjectiveError, match="finite"):
         Channel("conv1", 0) * float("nan")
-    with pytest.raises(ZeroDivisionError):
+    with pytest.raises(ObjectiveError, match="divided by zero"):
         Channel("conv1", 0) / 0
 
 
 def test_batch_targets(batch) -> None:
     acts, ref = batch
-    values = per_batch([Channel("conv2", 0), Channel("conv2", 5), ClassLogit(3)])(acts).detach().numpy()
+    values = evaluate(per_batch([Channel("conv2", 0), Channel("conv2", 5), ClassLogit(3)]), acts).detach().numpy()
     expected = [ref["conv2"][0, 0].mean(), ref["conv2"][1, 5].mean(), ref[LOGITS][2, 3]]
     np.testing.assert_allclose(values, expected, rtol=1e-5)
-    with pytest.raises(ValueError, match="batch-wide"):
+    with pytest.raises(ObjectiveError, match="batch-wide"):
         per_batch([Diversity("conv1")])
-    with pytest.raises(ValueError, match="batch element 7"):
-        Channel("conv2", 0, batch=7)(acts)
+    with pytest.raises(InvalidInputError, match="batch element 7"):
+        evaluate(Channel("conv2", 0, batch=7), acts)
 
 
 @pytest.mark.parametrize(
@@ -162,7 +195,10 @@ def test_batch_targets(batch) -> None:
         ("direction:conv2:1,-2.5,3e-1", Direction("conv2", (1.0, -2.5, 0.3))),
         ("cosdir2:conv2:1,2", Direction("conv2", (1.0, 2.0), 2.0)),
         ("diversity:blocks.8", Diversity("blocks.8")),
-        ("blocks.10:17 - 0.5*blocks.10:3", Sum((Channel("blocks.10", 17), Scaled(Scaled(Channel("blocks.10", 3), 0.5), -1.0)))),
+        (
+            "blocks.10:17 - 0.5*blocks.10:3",
+            Sum((Channel("blocks.10", 17), Scaled(Scaled(Channel("blocks.10", 3), 0.5), -1.0))),
+        ),
         ("-logit:1", Scaled(ClassLogit(1), -1.0)),
         ("(logit:1 + logit:2) / 2", Scaled(Sum((ClassLogit(1), ClassLogit(2))), 0.5)),
         ("conv1:0..2", Sum((Channel("conv1", 0, 0), Channel("conv1", 1, 1), Channel("conv1", 2, 2)))),
@@ -184,7 +220,7 @@ def test_text_round_trip_of_built_objectives() -> None:
     "text,column,fragment",
     [
         ("blocks.10", 1, "an objective such as"),
-        ("logit:x", 1, "'logit:CLASS[#BATCH]'"),
+        ("logit:x", 1, "'logit:INDEX[#BATCH]'"),
         ("neuron:blocks.10@3", 1, "'neuron:LAYER:CHANNEL[@X,Y][#BATCH]'"),
         ("blocks.10:17 +", 15, "an objective"),
         ("(logit:1", 9, "')'"),
@@ -195,7 +231,7 @@ def test_text_round_trip_of_built_objectives() -> None:
     ],
 )
 def test_parse_errors_name_the_problem(text: str, column: int, fragment: str) -> None:
-    with pytest.raises(ObjectiveSyntaxError) as info:
+    with pytest.raises(ObjectiveError) as info:
         parse_objective(text)
     assert f"column {column}" in str(info.value)
     assert fragment in str(info.value)
@@ -204,13 +240,17 @@ def test_parse_errors_name_the_problem(text: str, column: int, fragment: str) ->
 def test_validate_against_model() -> None:
     layers = {"conv1": 4, "conv2": 6, LOGITS: 5}
     validate_objective(Channel("conv2", 5) + ClassLogit(4), layers, num_classes=5, batch=1)
-    with pytest.raises(KeyError, match="unknown layer 'conv9'"):
+    with pytest.raises(NotFoundError, match="unknown layer 'conv9'") as unknown:
         validate_objective(Channel("conv9", 0), layers, 5, 1)
-    with pytest.raises(ValueError, match="channel 6 out of range for 'conv2'"):
+    assert unknown.value.field == "layer"
+    with pytest.raises(InvalidInputError, match="channel 6 out of range for 'conv2'"):
         validate_objective(Channel("conv2", 6), layers, 5, 1)
-    with pytest.raises(ValueError, match="class 5 out of range"):
+    with pytest.raises(InvalidInputError, match="class 5 out of range") as out_of_range:
         validate_objective(ClassLogit(5), layers, 5, 1)
-    with pytest.raises(ValueError, match="needs 4 components"):
+    assert out_of_range.value.field == "index"
+    with pytest.raises(InvalidInputError, match="needs 4 components"):
         validate_objective(Direction("conv1", (1.0,)), layers, 5, 1)
-    with pytest.raises(ValueError, match="batch element 2"):
+    with pytest.raises(InvalidInputError, match="batch element 2"):
         validate_objective(Channel("conv1", 0, batch=2), layers, 5, 2)
+    with pytest.raises(InvalidInputError, match="at least 2"):
+        validate_objective(Channel("conv1", 0) + Diversity("conv1"), layers, 5, 1)

@@ -7,7 +7,7 @@ import torch
 
 from priors.pixel import PixelImage
 from priorviz.models import TargetModel
-from priorviz.objective_text import parse_objective
+from priorviz.objectives import parse_objective
 from priorviz.render import RenderCancelled, RenderConfig, StepEvent, render
 from priorviz.seeding import make_generator
 from priorviz.transforms import NO_TRANSFORMS, Jitter, Pad, ScaleRotate, standard_transforms

@@ -61,7 +61,7 @@ INVALID = [
     ("settings.objective_text", visualize("logit:1#5")),
     ("settings.objective_text", visualize("direction:blocks.5:1,2,3")),
     ("settings.objective_text", visualize("blocks.5:1 + diversity:blocks.5")),
-    ("settings.objective", _tree(pb.Objective(diversity=pb.DiversityObjective(layer="blocks.5")))),
+    ("settings.objective.diversity", _tree(pb.Objective(diversity=pb.DiversityObjective(layer="blocks.5")))),
     ("settings.objective", _tree(pb.Objective())),
     ("settings.objective.sum.terms", _tree(pb.Objective(sum=pb.SumObjective()))),
     (
@@ -80,7 +80,23 @@ INVALID = [
         _tree(pb.Objective(diversity=pb.DiversityObjective(layer="blocks.5"), batch_index=0)),
     ),
     ("settings.objective.neuron.x", _tree(pb.Objective(neuron=pb.NeuronObjective(layer="blocks.5", channel=1, x=3)))),
-    ("settings.objective", _tree(pb.Objective(channel=pb.ChannelObjective(layer="blocks.5", channel=-1)))),
+    (
+        "settings.objective.channel.channel",
+        _tree(pb.Objective(channel=pb.ChannelObjective(layer="blocks.5", channel=-1))),
+    ),
+    (
+        "settings.objective.sum.terms[1].channel.channel",
+        _tree(
+            pb.Objective(
+                sum=pb.SumObjective(
+                    terms=[
+                        pb.Objective(channel=pb.ChannelObjective(layer="blocks.5", channel=1)),
+                        pb.Objective(channel=pb.ChannelObjective(layer="blocks.5", channel=9999)),
+                    ]
+                )
+            )
+        ),
+    ),
     (
         "settings.objective.direction.vector",
         _tree(pb.Objective(direction=pb.DirectionObjective(layer="blocks.5", vector=[float("nan")] * 80))),
@@ -128,7 +144,7 @@ NOT_FOUND = [
     ("settings.model", visualize(model="checkpoint:/etc/passwd")),
     ("settings.held_out_model", visualize(held_out_model="no_such_model")),
     ("settings.objective_text", visualize("blocks.99:1")),
-    ("settings.objective", _tree(pb.Objective(layer=pb.LayerObjective(layer="nowhere")))),
+    ("settings.objective.layer.layer", _tree(pb.Objective(layer=pb.LayerObjective(layer="nowhere")))),
     ("prior", visualize(prior="no_such_prior")),
 ]
 

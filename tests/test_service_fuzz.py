@@ -1,10 +1,13 @@
 """Property: whatever the request fields hold, the server answers with a deliberate status.
 
-Never UNKNOWN or INTERNAL (an unhandled exception), and the server keeps serving. Limits are
+Never UNKNOWN or INTERNAL (an unhandled exception), never OK with a non-finite number, and the
+server keeps serving. Limits are
 set tiny so that the requests the fuzzer gets accepted finish in a fraction of a second.
 """
 
 from __future__ import annotations
+
+import math
 
 import grpc
 import pytest
@@ -202,6 +205,8 @@ def test_no_request_gets_unknown_or_internal_or_downs_the_server(served, rpc_and
         events = list(call)
         code = grpc.StatusCode.OK
         assert events and events[-1].WhichOneof("event") == "result"
+        results = events[-1].result.results if rpc == "Compare" else [events[-1].result]
+        assert all(math.isfinite(value) for result in results for value in result.objective_values)
     except grpc.RpcError as error:
         code = error.code()
         assert "Traceback" not in (error.details() or "")

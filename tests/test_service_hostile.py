@@ -17,6 +17,7 @@ import pytest
 import torch
 import torchvision
 from service_fixtures import (
+    CHECKOUT_PATH,
     StreamInBackground,
     error_of,
     result_of,
@@ -349,7 +350,7 @@ def test_a_frozen_client_loses_its_job_within_the_keepalive_timeout(tmp_path: Pa
             [sys.executable, str(script), str(server.port)],
             stdout=subprocess.PIPE,
             text=True,
-            env={**os.environ, "PYTHONPATH": str(ROOT)},
+            env={**os.environ, "PYTHONPATH": CHECKOUT_PATH},
         )
         try:
             for line in client.stdout:
@@ -416,7 +417,7 @@ def test_a_second_sigterm_ends_the_server_without_waiting(tmp_path: Path) -> Non
     command += ["--torch-threads", "1", "--grace-seconds", "60", "--token-file", str(token_file)]
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
-            command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONPATH": str(ROOT)}
+            command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONPATH": CHECKOUT_PATH}
         )
     try:
         wait_until(lambda: '"message": "serving"' in log_path.read_text(), timeout=120, interval=0.2)

@@ -16,6 +16,7 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from service_fixtures import (
+    CHECKOUT_PATH,
     StreamInBackground,
     error_of,
     result_of,
@@ -188,7 +189,7 @@ def test_sigterm_shuts_the_server_process_down_gracefully(tmp_path) -> None:
             cwd=ROOT,
             stdout=log,
             stderr=subprocess.STDOUT,
-            env={**os.environ, "PYTHONPATH": str(ROOT)},
+            env={**os.environ, "PYTHONPATH": CHECKOUT_PATH},
         )
     try:
         wait_until(lambda: '"message": "serving"' in log_path.read_text(), timeout=120, interval=0.2)
@@ -199,7 +200,7 @@ def test_sigterm_shuts_the_server_process_down_gracefully(tmp_path) -> None:
             capture_output=True,
             text=True,
             timeout=60,
-            env={**os.environ, "PYTHONPATH": str(ROOT)},
+            env={**os.environ, "PYTHONPATH": CHECKOUT_PATH},
         )
         assert probe.returncode == 0 and probe.stdout.strip() == "SERVING"
         process.send_signal(signal.SIGTERM)

@@ -10,9 +10,7 @@ import torch
 from torch import Tensor, nn
 
 from priorviz.errors import NotFoundError, clip_text
-
-LOGITS = "logits"
-"""Name of the classifier's output in activation dictionaries and objective text."""
+from priorviz_objectives import LOGITS
 
 INPUT_SUFFIX = "/input"
 """Suffix on a module name that asks for the module's input instead of its output."""

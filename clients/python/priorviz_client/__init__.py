@@ -20,7 +20,6 @@ from priorviz_client._exceptions import (
     InternalError,
     InvalidArgumentError,
     NotFoundError,
-    ObjectiveError,
     PermissionDeniedError,
     PriorvizError,
     ResourceExhaustedError,
@@ -28,27 +27,6 @@ from priorviz_client._exceptions import (
     UnauthenticatedError,
     UnavailableError,
     UnimplementedError,
-)
-from priorviz_client._objectives import (
-    Channel,
-    ClassLogit,
-    ClassProbability,
-    Direction,
-    Diversity,
-    Layer,
-    Neuron,
-    Objective,
-    Scaled,
-    Sum,
-    channel,
-    channels,
-    direction,
-    diversity,
-    layer,
-    logit,
-    neuron,
-    per_batch,
-    probability,
 )
 from priorviz_client._report import html_report
 from priorviz_client._requests import RenderOptions
@@ -64,6 +42,28 @@ from priorviz_client._results import (
     Progress,
     Queued,
     Visualization,
+)
+from priorviz_objectives import (
+    Channel,
+    ClassLogit,
+    ClassProbability,
+    Direction,
+    Diversity,
+    Layer,
+    Neuron,
+    Objective,
+    ObjectiveError,
+    Scaled,
+    Sum,
+    channel,
+    channels,
+    direction,
+    diversity,
+    layer,
+    logit,
+    neuron,
+    per_batch,
+    probability,
 )
 
 __all__ = [

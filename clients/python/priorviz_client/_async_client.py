@@ -12,10 +12,10 @@ import grpc
 from priorviz_client._base import HEALTH_CHECK, BaseClient, BaseJob, R, Stream, T, Unary
 from priorviz_client._exceptions import CancelledError
 from priorviz_client._health import HealthCheckRequest
-from priorviz_client._objectives import Objective
 from priorviz_client._progress import ProgressBar
 from priorviz_client._requests import Priors, RenderOptions
 from priorviz_client._results import Comparison, Event, LayerInfo, ModelInfo, ModelSummary, PriorInfo, Visualization
+from priorviz_objectives import Objective
 
 
 class AsyncJob(BaseJob[R]):

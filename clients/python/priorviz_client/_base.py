@@ -21,7 +21,6 @@ from priorviz_client._connection import DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_UNARY
 from priorviz_client._convert import CompareEvents, VisualizeEvents, model_info, model_summary, prior_info
 from priorviz_client._exceptions import DeadlineExceededError, RpcError, UnavailableError, from_rpc_error
 from priorviz_client._health import CHECK_METHOD, HealthCheckRequest, HealthCheckResponse, status_name
-from priorviz_client._objectives import Objective
 from priorviz_client._proto.priorviz.v1 import priorviz_pb2 as pb
 from priorviz_client._proto.priorviz.v1.priorviz_pb2_grpc import VisualizerStub
 from priorviz_client._requests import Priors, RenderOptions, compare_request, visualize_request
@@ -36,6 +35,7 @@ from priorviz_client._results import (
     Queued,
     Visualization,
 )
+from priorviz_objectives import Objective
 
 T = TypeVar("T")
 R = TypeVar("R", Visualization, Comparison)

@@ -7,19 +7,6 @@ from collections.abc import Mapping
 
 from PIL import Image
 
-from priorviz_client._objectives import (
-    Channel,
-    ClassLogit,
-    ClassProbability,
-    Direction,
-    Diversity,
-    Layer,
-    Neuron,
-    Objective,
-    ObjectiveError,
-    Scaled,
-    Sum,
-)
 from priorviz_client._proto.priorviz.v1 import priorviz_pb2 as pb
 from priorviz_client._results import (
     Comparison,
@@ -35,6 +22,8 @@ from priorviz_client._results import (
     Visualization,
     frozen_mapping,
 )
+from priorviz_objectives import Objective
+from priorviz_objectives.proto import to_proto
 
 _PRIOR_KINDS = {
     pb.PRIOR_KIND_UNSPECIFIED: PriorKind.UNSPECIFIED,
@@ -45,38 +34,7 @@ _PRIOR_KINDS = {
 
 def objective_to_proto(objective: Objective) -> pb.Objective:
     """The objective as the wire's tree (so the server needs no text parsing)."""
-    message = pb.Objective()
-    if isinstance(objective, Sum):
-        message.sum.terms.extend(objective_to_proto(term) for term in objective.terms)
-        return message
-    if isinstance(objective, Scaled):
-        message.scaled.objective.CopyFrom(objective_to_proto(objective.objective))
-        message.scaled.weight = objective.weight
-        return message
-    if isinstance(objective, Channel):
-        message.channel.layer, message.channel.channel = objective.layer, objective.channel
-    elif isinstance(objective, Neuron):
-        message.neuron.layer, message.neuron.channel = objective.layer, objective.channel
-        if objective.x is not None:
-            message.neuron.x, message.neuron.y = objective.x, objective.y
-    elif isinstance(objective, Layer):
-        message.layer.layer = objective.layer
-    elif isinstance(objective, Direction):
-        message.direction.layer = objective.layer
-        message.direction.vector.extend(objective.vector)
-        message.direction.cosine_power = objective.cosine_power
-    elif isinstance(objective, ClassLogit):
-        message.class_logit.index = objective.index
-    elif isinstance(objective, ClassProbability):
-        message.class_probability.index = objective.index
-    elif isinstance(objective, Diversity):
-        message.diversity.layer = objective.layer
-        return message
-    else:
-        raise ObjectiveError(f"cannot send objective of type {type(objective).__name__}")
-    if objective.batch is not None:
-        message.batch_index = objective.batch
-    return message
+    return to_proto(objective, pb.Objective)
 
 
 def decode_png(image: pb.Image) -> Image.Image:

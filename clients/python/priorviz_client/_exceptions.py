@@ -11,11 +11,11 @@ import grpc
 
 
 class PriorvizError(Exception):
-    """Base class of every error this package raises."""
+    """Base class of every error this package raises for a call.
 
-
-class ObjectiveError(PriorvizError, ValueError):
-    """An objective built in Python is malformed (caught before anything is sent)."""
+    An objective built in Python that is malformed raises ``priorviz_objectives.ObjectiveError``
+    (a ValueError, exported here as ``ObjectiveError``) before anything is sent.
+    """
 
 
 class RpcError(PriorvizError):

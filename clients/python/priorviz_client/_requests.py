@@ -6,8 +6,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import TypedDict
 
 from priorviz_client._convert import objective_to_proto
-from priorviz_client._objectives import Objective, ObjectiveError
 from priorviz_client._proto.priorviz.v1 import priorviz_pb2 as pb
+from priorviz_objectives import Objective, ObjectiveError
 
 Priors = Iterable[str] | Mapping[str, Mapping[str, object]]
 """Prior names in order, or names mapped to their options (``{"fourier": {}, "gan_faces": {"clip": 2.0}}``).

@@ -1,0 +1,212 @@
+"""Every conversion between priorviz.v1 messages and the engine, each in one direction.
+
+Requests are decoded into ``service.validation``'s plain records: objectives are read from
+their tree or their text with their size bounded and their numbers checked as they are read,
+and a malformed field raises an error naming its path (``settings.objective.sum.terms[1].scaled.weight``).
+Nothing here judges a request against limits or models; that is validation's job. The other
+way, the runner's engine events become stream events, and models and priors their descriptions.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable, Iterable, Mapping
+from typing import TypeVar
+
+from torch import Tensor
+
+from priors.base import PriorInfo, PriorKind
+from priorviz.errors import InvalidInputError
+from priorviz.images import to_pil
+from priorviz.models import ModelEntry, TargetModel
+from priorviz.render import StepEvent
+from priorviz_objectives import Leaf, parse_objective
+from priorviz_objectives.proto import from_proto
+from service._proto.priorviz.v1 import priorviz_pb2 as pb
+from service.config import Limits
+from service.runner import JobEvent, JobResult, PriorResult
+from service.validation import JobSpec, ObjectiveRequest, PriorRequest, RenderRequest
+
+Event = TypeVar("Event")
+PRIOR_KINDS = {PriorKind.UNCONSTRAINED: pb.PRIOR_KIND_UNCONSTRAINED, PriorKind.LEARNED: pb.PRIOR_KIND_LEARNED}
+
+
+# -- requests ------------------------------------------------------------------------------
+
+
+def visualize_request(request: pb.VisualizeRequest, limits: Limits) -> RenderRequest:
+    prior = PriorRequest(request.prior or "fourier", dict(request.prior_options), "prior", "prior_options")
+    return render_request(request.settings, (prior,), limits)
+
+
+def compare_request(request: pb.CompareRequest, limits: Limits) -> RenderRequest:
+    priors = tuple(
+        PriorRequest(choice.name, dict(choice.options), f"priors[{index}].name", f"priors[{index}].options")
+        for index, choice in enumerate(request.priors)
+    )
+    return render_request(request.settings, priors, limits)
+
+
+def render_request(settings: pb.RenderSettings, priors: tuple[PriorRequest, ...], limits: Limits) -> RenderRequest:
+    if settings.transforms not in pb.TransformMode.values():
+        raise InvalidInputError(f"unknown transform mode {settings.transforms}", field="settings.transforms")
+    return RenderRequest(
+        objective=objective_request(settings, limits),
+        priors=priors,
+        model=settings.model,
+        held_out_model=settings.held_out_model,
+        batch=settings.batch,
+        image_size=settings.image_size,
+        steps=settings.steps,
+        learning_rate=settings.learning_rate,
+        seed=settings.seed,
+        preview_steps=tuple(settings.preview_steps),
+        transforms=settings.transforms != pb.TRANSFORM_MODE_NONE,
+        statistics_prior_weight=settings.statistics_prior_weight,
+    )
+
+
+def objective_request(settings: pb.RenderSettings, limits: Limits) -> ObjectiveRequest:
+    """Exactly one of the tree and the text form, read within the limits' node and depth bounds."""
+    has_tree, has_text = settings.HasField("objective"), bool(settings.objective_text)
+    if has_tree == has_text:
+        raise InvalidInputError("give exactly one of objective and objective_text", field="settings.objective")
+    bounds = {"max_nodes": limits.max_objective_nodes, "max_depth": limits.max_objective_depth}
+    if has_text:
+        field = "settings.objective_text"
+        return ObjectiveRequest(parse_objective(settings.objective_text, field=field, **bounds), field)
+    field = "settings.objective"
+    paths: list[str] = []
+
+    def record(_term: Leaf, path: str) -> None:
+        paths.append(path)
+
+    objective = from_proto(settings.objective, field=field, on_leaf=record, **bounds)
+    return ObjectiveRequest(objective, field, tuple(paths))
+
+
+# -- job events ----------------------------------------------------------------------------
+
+
+def visualize_events(spec: JobSpec, event: JobEvent) -> list[pb.VisualizeEvent]:
+    """The stream events of a Visualize job for one engine event."""
+    if isinstance(event, JobResult):
+        return [pb.VisualizeEvent(result=visualize_result(spec, event.results[0]))]
+    messages = [pb.VisualizeEvent(progress=progress(event.step))]
+    if event.step.images is not None:
+        messages.append(pb.VisualizeEvent(preview=preview(event.step)))
+    return messages
+
+
+def compare_events(spec: JobSpec, event: JobEvent) -> list[pb.CompareEvent]:
+    """The stream events of a Compare job for one engine event."""
+    if isinstance(event, JobResult):
+        results = [visualize_result(spec, result) for result in event.results]
+        return [pb.CompareEvent(result=pb.CompareResult(results=results))]
+    prior = spec.priors[event.prior_index].name
+    messages = [
+        pb.CompareEvent(
+            progress=pb.PriorProgress(
+                prior=prior,
+                prior_index=event.prior_index,
+                prior_count=len(spec.priors),
+                progress=progress(event.step),
+            )
+        )
+    ]
+    if event.step.images is not None:
+        messages.append(pb.CompareEvent(preview=pb.PriorPreview(prior=prior, preview=preview(event.step))))
+    return messages
+
+
+def progress(event: StepEvent) -> pb.Progress:
+    return pb.Progress(step=event.step, total_steps=event.total_steps, objective_values=event.values.tolist())
+
+
+def preview(event: StepEvent) -> pb.Preview:
+    assert event.images is not None  # only snapshot steps have a preview
+    return pb.Preview(step=event.step, images=encode_images(event.images))
+
+
+def visualize_result(spec: JobSpec, result: PriorResult) -> pb.VisualizeResult:
+    prior, rendered, panel = spec.priors[result.prior_index], result.rendered, result.panel
+    return pb.VisualizeResult(
+        prior=prior.name,
+        prior_kind=PRIOR_KINDS[prior.kind],
+        model=spec.model.name,
+        objective_text=spec.objective.to_text(),
+        images=encode_images(rendered.images),
+        objective_values=rendered.values.tolist(),
+        traces=[pb.Trace(values=column.tolist()) for column in rendered.trace.T],
+        image_metrics=[pb.ImageMetrics(values=values) for values in panel.per_image],
+        batch_metrics=panel.batch,
+        steps=spec.config.steps,
+        seed=spec.config.seed,
+        render_seconds=rendered.seconds,
+        metrics_seconds=result.metrics_seconds,
+    )
+
+
+def encode_png(image: Tensor) -> pb.Image:
+    """One (3, H, W) image in [0, 1] as an 8-bit RGB PNG (NaN drawn black, values clipped)."""
+    picture = to_pil(image)
+    buffer = io.BytesIO()
+    picture.save(buffer, format="PNG", compress_level=3)
+    return pb.Image(png=buffer.getvalue(), width=picture.width, height=picture.height)
+
+
+def encode_images(images: Tensor) -> list[pb.Image]:
+    return [encode_png(image) for image in images]
+
+
+# -- descriptions --------------------------------------------------------------------------
+
+
+def model_list(entries: Iterable[ModelEntry], default_model: str) -> pb.ListModelsResponse:
+    return pb.ListModelsResponse(
+        models=[
+            pb.ModelSummary(name=entry.name, description=entry.description, is_default=entry.name == default_model)
+            for entry in entries
+        ]
+    )
+
+
+def model_description(model: TargetModel, omit_class_names: bool) -> pb.DescribeModelResponse:
+    return pb.DescribeModelResponse(
+        name=model.name,
+        description=model.description,
+        input_size=model.input_size,
+        num_classes=model.num_classes,
+        class_names=[] if omit_class_names else list(model.class_names),
+        layers=[
+            pb.LayerInfo(name=layer.name, channels=layer.channels, height=layer.height, width=layer.width)
+            for layer in model.layers
+        ],
+    )
+
+
+def prior_list(
+    priors: Iterable[tuple[PriorInfo, bool]], include_unavailable: bool, metric_descriptions: Mapping[str, str]
+) -> pb.ListPriorsResponse:
+    return pb.ListPriorsResponse(
+        priors=[prior_description(info, available) for info, available in priors if available or include_unavailable],
+        metric_descriptions=metric_descriptions,
+    )
+
+
+def prior_description(info: PriorInfo, available: bool) -> pb.PriorInfo:
+    return pb.PriorInfo(
+        name=info.name,
+        kind=PRIOR_KINDS[info.kind],
+        description=info.description,
+        output_size=info.output_size or 0,
+        latent_shape=list(info.latent_shape),
+        licence=info.licence,
+        options=info.option_help(),
+        available=available,
+    )
+
+
+def queued(event_type: Callable[..., Event], jobs_ahead: int) -> Event:
+    """A stream event (``pb.VisualizeEvent`` or ``pb.CompareEvent``) saying how many jobs wait ahead."""
+    return event_type(queued=pb.QueuePosition(jobs_ahead=jobs_ahead))
