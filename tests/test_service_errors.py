@@ -122,6 +122,59 @@ def test_malformed_requests_are_invalid_argument_naming_the_field(
     assert "Traceback" not in error.details()
 
 
+def _logit(index: int = 1) -> pb.Objective:
+    return pb.Objective(class_logit=pb.ClassLogitObjective(index=index))
+
+
+def _scaled(objective: pb.Objective, weight: float) -> pb.Objective:
+    return pb.Objective(scaled=pb.ScaledObjective(objective=objective, weight=weight))
+
+
+ONES = ",".join(["1"] * 80)
+HOSTILE_OBJECTIVES = [
+    # Issue 10, item 8: each of these once ran and answered OK with NaN results, or ran at all.
+    ("settings.objective_text", visualize("1e308*1e308*logit:1")),
+    ("settings.objective.scaled.weight", _tree(_scaled(_logit(), 1e308))),
+    (
+        "settings.objective.sum.terms[1].scaled.weight",
+        _tree(pb.Objective(sum=pb.SumObjective(terms=[_logit(), _scaled(_scaled(_logit(), 1e20), 1e20)]))),
+    ),
+    (
+        "settings.objective.direction.vector",
+        _tree(pb.Objective(direction=pb.DirectionObjective(layer="blocks.5", vector=[3e38] * 80))),
+    ),
+    ("settings.objective_text", visualize("direction:blocks.5:" + ",".join(["3e38"] * 80))),
+    ("settings.objective_text", visualize(f"cosdir99:blocks.5:{ONES}")),
+    ("settings.objective_text", visualize(f"cosdir-5:blocks.5:{ONES}")),
+    ("settings.objective_text", visualize(f"cosdir1e308:blocks.5:{ONES}")),
+    (
+        "settings.objective.direction.cosine_power",
+        _tree(pb.Objective(direction=pb.DirectionObjective(layer="blocks.5", vector=[1.0] * 80, cosine_power=99))),
+    ),
+    ("settings.objective_text", visualize("logit:\u0661")),  # ARABIC-INDIC DIGIT ONE, which int() reads as 1
+    ("settings.learning_rate", visualize(learning_rate=5e-324)),
+]
+
+
+@pytest.mark.parametrize(
+    ("field", "request_"), HOSTILE_OBJECTIVES, ids=[f"{field}-{i}" for i, (field, _) in enumerate(HOSTILE_OBJECTIVES)]
+)
+def test_hostile_numbers_are_invalid_argument_naming_the_field(stub, field: str, request_: pb.VisualizeRequest) -> None:
+    error = error_of(lambda: stub.Visualize(request_, timeout=30))
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT, error.details()
+    assert error.details().startswith(field + ":"), error.details()
+
+
+@pytest.mark.parametrize(
+    "objective_text", ["3e38*layer:blocks.5", "direction:blocks.5:" + ",".join(["3e38"] + ["0"] * 79)]
+)
+def test_a_job_whose_objective_becomes_non_finite_fails_and_says_why(stub, objective_text: str) -> None:
+    """Finite float32 numbers that overflow on the model: the job fails with the reason, never OK with NaN."""
+    error = error_of(lambda: stub.Visualize(visualize(objective_text, steps=3), timeout=60))
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT, error.details()
+    assert error.details().startswith("settings: the objective") and "became" in error.details()
+
+
 def test_compare_limits_are_invalid_argument(stub) -> None:
     too_many = pb.CompareRequest(settings=settings(steps=2), priors=[pb.PriorChoice(name="fourier")] * 3)
     error = error_of(lambda: stub.Compare(too_many))
