@@ -18,11 +18,13 @@ carries over to its neighbours.
 
 from __future__ import annotations
 
+import itertools
 import json
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -111,7 +113,7 @@ class DistilledGenerator(nn.Module):
         self.to_features = nn.Linear(condition_size, first * 4 * 4)
         self.first_norm = ConditionalBatchNorm(first, condition_size)
         self.blocks = nn.ModuleList(
-            UpBlock(wide, narrow, condition_size) for wide, narrow in zip(config.widths, config.widths[1:])
+            UpBlock(wide, narrow, condition_size) for wide, narrow in itertools.pairwise(config.widths)
         )
         self.to_rgb = nn.Conv2d(config.widths[-1], 3, 3, padding=1)
         side = config.template_side
@@ -175,8 +177,9 @@ _loaded: dict[tuple[str, torch.dtype], DistilledGenerator] = {}
 _loading = threading.Lock()
 
 
-def load_distilled_generator(device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32,
-                             path: Path = WEIGHTS_PATH) -> DistilledGenerator:
+def load_distilled_generator(
+    device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32, path: Path = WEIGHTS_PATH
+) -> DistilledGenerator:
     """The shipped generator (fp16 on disk, ``dtype`` in memory), frozen, in eval mode; loaded once per device."""
     device = torch.device(device)
     key = (f"{path}:{device}", dtype)
@@ -186,8 +189,8 @@ def load_distilled_generator(device: torch.device | str = "cpu", dtype: torch.dt
                 raise FileNotFoundError(f"the distilled ImageNet generator's weights are not at {path}")
             with safe_open(str(path), framework="pt") as handle:
                 metadata = handle.metadata() or {}
-            fields = json.loads(metadata["generator"])
-            config = GeneratorConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()})
+            saved: dict[str, Any] = json.loads(metadata["generator"])
+            config = GeneratorConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in saved.items()})
             network = DistilledGenerator(config)
             state = {name: tensor.float() for name, tensor in load_file(str(path)).items()}
             network.load_state_dict(state, strict=True)
@@ -204,11 +207,26 @@ class DistilledLatentImage(LatentImage):
     anywhere between classes.
     """
 
-    def __init__(self, batch: int, height: int, width: int, *, generator: torch.Generator,
-                 network: DistilledGenerator, clip: float, norm_penalty: float) -> None:
+    def __init__(
+        self,
+        batch: int,
+        height: int,
+        width: int,
+        *,
+        generator: torch.Generator,
+        network: DistilledGenerator,
+        clip: float,
+        norm_penalty: float,
+    ) -> None:
         super().__init__(
-            batch, height, width, generator=generator, network=network,
-            latent_shape=(network.config.latent_size,), clip=clip, norm_penalty=norm_penalty,
+            batch,
+            height,
+            width,
+            generator=generator,
+            network=network,
+            latent_shape=(network.config.latent_size,),
+            clip=clip,
+            norm_penalty=norm_penalty,
             learning_rate=LEARNING_RATE,
         )
         mean = network.code_of(torch.arange(network.config.num_classes, device=_device_of(network)))
@@ -252,17 +270,38 @@ def _device_of(module: nn.Module) -> torch.device:
         latent_shape=(GeneratorConfig().latent_size,),
         licence=LICENCE,
         options=(
-            Option("clip", float, DEFAULT_CLIP, "each z component is clipped to [-clip, clip] after every step",
-                   minimum=0.1, maximum=10.0),
-            Option("norm_penalty", float, DEFAULT_NORM_PENALTY, "weight of the penalty on a z norm beyond its "
-                   "Gaussian shell", minimum=0.0, maximum=1000.0),
+            Option(
+                "clip",
+                float,
+                DEFAULT_CLIP,
+                "each z component is clipped to [-clip, clip] after every step",
+                minimum=0.1,
+                maximum=10.0,
+            ),
+            Option(
+                "norm_penalty",
+                float,
+                DEFAULT_NORM_PENALTY,
+                "weight of the penalty on a z norm beyond its Gaussian shell",
+                minimum=0.0,
+                maximum=1000.0,
+            ),
         ),
     ),
     available=distilled_weights_available,
 )
-def build_distilled_imagenet(batch: int, height: int, width: int, *, generator: torch.Generator,
-                             device: torch.device, clip: float, norm_penalty: float) -> DistilledLatentImage:
+def build_distilled_imagenet(
+    batch: int,
+    height: int,
+    width: int,
+    *,
+    generator: torch.Generator,
+    device: torch.device,
+    clip: float,
+    norm_penalty: float,
+) -> DistilledLatentImage:
     network = load_distilled_generator(device)
-    image = DistilledLatentImage(batch, height, width, generator=generator, network=network, clip=clip,
-                                 norm_penalty=norm_penalty)
+    image = DistilledLatentImage(
+        batch, height, width, generator=generator, network=network, clip=clip, norm_penalty=norm_penalty
+    )
     return image.to(device)

@@ -31,6 +31,8 @@ def frequency_scale(height: int, width: int, decay_power: float = 1.0) -> Tensor
 class FourierImage(Parameterization):
     """Images whose real and imaginary rfft2 coefficients are the parameters."""
 
+    scale: Tensor
+
     def __init__(
         self,
         batch: int,

@@ -72,7 +72,9 @@ class Option:
         if not math.isfinite(number):
             raise OptionError(self.name, f"must be finite, got {_shown(value)}")
         if (self.minimum is not None and number < self.minimum) or (self.maximum is not None and number > self.maximum):
-            raise OptionError(self.name, f"must be within [{_number(self.minimum)}, {_number(self.maximum)}], got {_shown(value)}")
+            raise OptionError(
+                self.name, f"must be within [{_number(self.minimum)}, {_number(self.maximum)}], got {_shown(value)}"
+            )
         return int(number) if self.kind is int else number
 
     def _from_text(self, text: str) -> object:
@@ -87,7 +89,9 @@ class Option:
             return stripped.lower() == "true"
         pattern = _INTEGER if self.kind is int else _FLOAT
         if not pattern.fullmatch(stripped):
-            raise OptionError(self.name, f"must be {'an integer' if self.kind is int else 'a number'}, got {_shown(text)}")
+            raise OptionError(
+                self.name, f"must be {'an integer' if self.kind is int else 'a number'}, got {_shown(text)}"
+            )
         return int(stripped) if self.kind is int else float(stripped)
 
 

@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
             summary.append(entry)
             row.append(Cell(result.images[0], caption))
         rows.append(row)
-    titles = [f"{o}" + (f" ({model.class_names[class_index(o)]})" if class_index(o) is not None else "") for o in objectives]
+    titles = [f"{o}" + (f" ({model.class_names[index]})" if (index := class_index(o)) is not None else "") for o in objectives]
     contact_sheet(rows, titles, priors).save(args.out / "contact_sheet.png")
     (args.out / "summary.json").write_text(json.dumps({"model": model.name, "steps": args.steps, "seed": args.seed,
                                                          "results": summary}, indent=2))

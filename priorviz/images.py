@@ -42,7 +42,7 @@ def contact_sheet(rows: Sequence[Sequence[Cell]], row_titles: Sequence[str], col
         draw.text((MARGIN, top + side // 2), title, fill="black", font=font)
         for column, cell in enumerate(row):
             left = title_width + column * (side + MARGIN)
-            sheet.paste(to_pil(cell.image).resize((side, side), Image.BILINEAR), (left, top))
+            sheet.paste(to_pil(cell.image).resize((side, side), Image.Resampling.BILINEAR), (left, top))
             for line_index, line in enumerate(cell.caption.splitlines()[:2]):
                 draw.text((left, top + side + 2 + 12 * line_index), line, fill="black", font=font)
     return sheet

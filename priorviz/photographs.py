@@ -32,6 +32,8 @@ def imagenet_photographs(size: int = 224) -> tuple[Tensor, list[int]]:
     The label is the number after the last underscore of each file name (``imagenet_03_62.jpg``).
     """
     paths = sorted(foolbox_folder().glob("imagenet_*.jpg"))
-    arrays = [np.asarray(Image.open(path).convert("RGB").resize((size, size), Image.BILINEAR)) for path in paths]
+    arrays = [
+        np.asarray(Image.open(path).convert("RGB").resize((size, size), Image.Resampling.BILINEAR)) for path in paths
+    ]
     labels = [int(path.stem.rsplit("_", 1)[1]) for path in paths]
     return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).float() / 255.0, labels

@@ -89,12 +89,16 @@ class Compose(Transform):
         return images
 
 
+LUCID_SCALES: tuple[float, ...] = tuple(1.0 + (step - 5) / 50 for step in range(11))
+"""0.90, 0.92, ..., 1.10"""
+
+
 def standard_transforms(
     *,
     pad: int = 12,
     pad_value: float = 0.5,
     jitter: int = 8,
-    scales: Sequence[float] = tuple(1.0 + (i - 5) / 50 for i in range(11)),
+    scales: Sequence[float] = LUCID_SCALES,
     angles: Sequence[float] = tuple(range(-10, 11)),
     final_jitter: int = 4,
 ) -> Compose:

@@ -93,7 +93,11 @@ def test_a_killed_run_resumes_to_the_same_weights_as_an_uninterrupted_one(tmp_pa
 def test_cross_entropy_falls_when_training_on_few_classes(tmp_path: Path) -> None:
     """The loop learns: two classes, no other loss, 40 steps."""
     config = replace(
-        TINY, total_steps=40, classes_per_batch=2, learning_rate=1e-2, class_code_learning_rate_scale=10.0,
+        TINY,
+        total_steps=40,
+        classes_per_batch=2,
+        learning_rate=1e-2,
+        class_code_learning_rate_scale=10.0,
         generator=replace(TINY.generator, num_classes=2),
         loss=replace(TINY.loss, batch_statistics=0.0, diversity=0.0, total_variation=0.0),
         run=RunConfig(checkpoint_every=40, log_every=5),
@@ -111,13 +115,28 @@ def test_exported_weights_load_as_a_prior_that_starts_at_the_class_and_raises_it
     network = load_distilled_generator("cpu", path=weights)
     assert not network.training and not any(p.requires_grad for p in network.parameters())
 
-    prior = DistilledLatentImage(2, 64, 64, generator=torch.Generator().manual_seed(0), network=network, clip=3.0,
-                                 norm_penalty=1.0)
+    prior = DistilledLatentImage(
+        2, 64, 64, generator=torch.Generator().manual_seed(0), network=network, clip=3.0, norm_penalty=1.0
+    )
     prior.start_at_classes([1, None])
     assert torch.equal(prior.class_vector[0], network.class_codes.weight[1])
     assert prior().shape == (2, 3, 64, 64)
 
-    single = DistilledLatentImage(1, 64, 64, generator=torch.Generator().manual_seed(0), network=network, clip=3.0,
-                                  norm_penalty=1.0)
+    single = DistilledLatentImage(
+        1, 64, 64, generator=torch.Generator().manual_seed(0), network=network, clip=3.0, norm_penalty=1.0
+    )
     result = render(lite0, "logit:1", single, size=64, config=RenderConfig(steps=12, seed=0, transforms=NO_TRANSFORMS))
     assert result.trace[-1, 0] > result.trace[0, 0]
+
+
+def test_a_stop_request_saves_every_finished_step(tmp_path: Path) -> None:
+    """Ctrl-C or SIGTERM (``should_stop``) between checkpoints still keeps the steps done."""
+    config = replace(TINY, run=RunConfig(checkpoint_every=100, log_every=1))
+    checks = iter(range(100))
+    checkpoint = tmp_path / "ck.safetensors"
+    assert (
+        train(config, checkpoint, tmp_path / "log.jsonl", should_stop=lambda: next(checks) >= 2, show_progress=False)
+        == 2
+    )
+    generator = DistilledGenerator(config.generator)
+    assert load_checkpoint(checkpoint, generator, make_optimizer(generator, config))[0] == 2

@@ -196,6 +196,7 @@ def load_efficientnet_lite(variant_name: str, weights_path: str) -> EfficientNet
 
 def _fold_pair(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> None:
     """Scale ``conv``'s filters and add a bias so that it computes ``bn(conv(x))`` by itself."""
+    assert bn.running_var is not None and bn.running_mean is not None, "only trained batch norms fold"
     scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
     bias = bn.bias - bn.running_mean * scale
     if conv.bias is not None:
@@ -215,7 +216,7 @@ def fold_batchnorm(model: EfficientNetLite) -> EfficientNetLite:
     statistics prior runs on the unfolded model.
     """
     folded = copy.deepcopy(model).eval()
-    pairs = [(folded.stem, "0", "1"), (folded.head, "0", "1")]
+    pairs: list[tuple[nn.Module, str, str]] = [(folded.stem, "0", "1"), (folded.head, "0", "1")]
     for block in folded.blocks:
         if block.has_expand:
             pairs.append((block, "expand_conv", "bn0"))

@@ -135,6 +135,7 @@ class TargetModel:
         # Listed layers are block outputs, which folding batch norm leaves unchanged.
         use_folded = self.folded_module is not None and module_names <= self._listed
         network, modules = (self.folded_module, self._folded_modules) if use_folded else (self.module, self._modules)
+        assert network is not None  # use_folded implies a folded module
         handles = []
         try:
             for name in module_names:

