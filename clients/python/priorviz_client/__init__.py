@@ -41,6 +41,7 @@ from priorviz_client._results import (
     PriorKind,
     Progress,
     Queued,
+    ServerInfo,
     Visualization,
 )
 from priorviz_objectives import (
@@ -103,6 +104,7 @@ __all__ = [
     "RetryPolicy",
     "RpcError",
     "Scaled",
+    "ServerInfo",
     "Sum",
     "UnauthenticatedError",
     "UnavailableError",
