@@ -54,7 +54,7 @@ from service.decoding import DecodeGuardInterceptor
 from service.errors import CLIENT_FAULTS, status_of
 from service.jobs import Job, JobQueue, QueueClosedError, QueueFullError, QueuePositionEvent
 from service.observability import ServiceMetrics, configure_json_logging
-from service.runner import JobEvent, run_job, set_worker_index
+from service.runner import JobEvent, claim_worker_indices, release_worker_indices, run_job, set_worker_index
 from service.validation import NO_HELD_OUT, JobSpec, RenderRequest, load_model
 
 SERVICE_NAME = "priorviz.v1.Visualizer"
@@ -133,6 +133,7 @@ class PriorvizServer:
         self.checkpoints = CheckpointDirectories(config.checkpoint_dirs)
         set_model_cache_size(config.max_cached_models)
         self.health = health.HealthServicer()
+        self._worker_indices = claim_worker_indices(config.workers)
         self.jobs = JobQueue(
             config.workers,
             config.max_queue,
@@ -263,6 +264,7 @@ class PriorvizServer:
         )
         finished = self.jobs.drain(grace)
         self.jobs.stop(timeout=10.0)
+        release_worker_indices(self._worker_indices)
         self._grpc.stop(grace=1.0).wait()
         self.metrics.close()
         self._stopped.set()
@@ -291,7 +293,7 @@ class PriorvizServer:
         )
 
     def _worker_setup(self, index: int) -> None:
-        set_worker_index(index)
+        set_worker_index(self._worker_indices[index])
 
     def refuse(self, rpc: str, error: Exception, context: grpc.ServicerContext) -> None:
         """Answer a request the server will not run (``context.abort`` raises): its error's status, or
