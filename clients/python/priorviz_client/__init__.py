@@ -24,6 +24,7 @@ from priorviz_client._exceptions import (
     PriorvizError,
     ResourceExhaustedError,
     RpcError,
+    StudyError,
     UnauthenticatedError,
     UnavailableError,
     UnimplementedError,
@@ -44,6 +45,7 @@ from priorviz_client._results import (
     ServerInfo,
     Visualization,
 )
+from priorviz_client._study import PriorSetup, StudyJob, StudySpec, StudyStore, load_spec, parse_spec, run_study
 from priorviz_objectives import (
     Channel,
     ClassLogit,
@@ -96,6 +98,7 @@ __all__ = [
     "Preview",
     "PriorInfo",
     "PriorKind",
+    "PriorSetup",
     "PriorvizError",
     "Progress",
     "Queued",
@@ -105,6 +108,10 @@ __all__ = [
     "RpcError",
     "Scaled",
     "ServerInfo",
+    "StudyError",
+    "StudyJob",
+    "StudySpec",
+    "StudyStore",
     "Sum",
     "UnauthenticatedError",
     "UnavailableError",
@@ -117,8 +124,11 @@ __all__ = [
     "diversity",
     "html_report",
     "layer",
+    "load_spec",
     "logit",
     "neuron",
+    "parse_spec",
     "per_batch",
     "probability",
+    "run_study",
 ]
