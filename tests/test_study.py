@@ -19,6 +19,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -96,19 +97,19 @@ def start_study(*args: object) -> subprocess.Popen[str]:
     )
 
 
-def status(db: Path) -> dict[str, object]:
+def status(db: Path) -> dict[str, Any]:
     shown = study("status", "--db", db, "--json")
     assert shown.returncode == 0, shown.stderr
     return json.loads(shown.stdout)
 
 
-def query(db: Path, sql: str, *parameters: object) -> list[tuple[object, ...]]:
+def query(db: Path, sql: str, *parameters: object) -> list[tuple[Any, ...]]:
     """Reads the store as any other reader would, while a runner may be writing it."""
     with contextlib.closing(sqlite3.connect(db, isolation_level=None, timeout=10)) as connection:
         return connection.execute(sql, parameters).fetchall()
 
 
-def poll(db: Path, sql: str, *parameters: object) -> list[tuple[object, ...]]:
+def poll(db: Path, sql: str, *parameters: object) -> list[tuple[Any, ...]]:
     """``query`` for a store that a starting runner may not have made yet (no rows until it has)."""
     try:
         return query(db, sql, *parameters) if db.exists() else []
@@ -242,7 +243,7 @@ def test_every_server_gets_jobs(
     shown = status(db)
     assert (shown["total"], shown["done"], shown["failed"], shown["pending"]) == (24, 24, 0, 0)
     by_target = shown["by_target"]
-    assert isinstance(by_target, dict) and set(by_target) == set(map(address, servers))
+    assert set(by_target) == set(map(address, servers))
     assert all(count > 0 for count in by_target.values()) and sum(by_target.values()) == 24
     assert "3 server(s) with 3 worker(s) in all; 3 at once" in run.stderr
     assert re.search(r"fanout: 24/24 \[#+\] 100% elapsed \S+ ETA ", run.stderr), run.stderr
@@ -285,7 +286,7 @@ def test_a_server_killed_mid_study_leaves_its_jobs_to_the_others(servers: list[P
         runner = start_study(
             "run", spec, *target_args(address(servers[0]), address(servers[1]), f"127.0.0.1:{port}"), "--db", db
         )
-        running_there: list[tuple[object, ...]] = []
+        running_there: list[tuple[Any, ...]] = []
 
         def victim_runs_a_job() -> bool:
             sql = "SELECT id FROM jobs WHERE status = 'running' AND target = ?"
@@ -331,7 +332,7 @@ def test_the_runner_killed_then_rerun_finishes_exactly_the_grid(servers: list[Pr
     assert f"{24 - len(before)} jobs to run ({len(before)} of 24 done before)" in rerun.stderr
     assert succeeded_jobs(servers) - finished_before == 24 - len(before), "a finished job was sent again"
     rows = query(db, "SELECT id, finished_at, target, attempts, status FROM jobs")
-    assert sorted(row[0] for row in rows) == sorted(job.id for job in load_spec(spec).jobs())
+    assert sorted(str(row[0]) for row in rows) == sorted(job.id for job in load_spec(spec).jobs())
     assert all(row[4] == "done" for row in rows)
     assert all(before[row[0]] == row[:4] for row in rows if row[0] in before), "a finished job changed"
     images = sorted(path.name for path in (db.parent / "runner_killed-images").iterdir())

@@ -257,7 +257,8 @@ def _held_out(study: _Study) -> Figure | None:
     axes = figure.add_subplot()
     for label, points in pairs.items():
         if points:
-            axes.scatter(*zip(*points, strict=True), s=18, color=study.colours[label], label=label, alpha=0.8)
+            objectives, probabilities = zip(*points, strict=True)
+            axes.scatter(objectives, probabilities, s=18, color=study.colours[label], label=label, alpha=0.8)
     axes.set_xlabel("objective on the target model (clean image)")
     axes.set_ylabel("class probability on the held-out model")
     axes.set_ylim(-0.03, 1.03)
@@ -323,11 +324,11 @@ def _image_grid(study: _Study, path: Path) -> Plot:
         draw.text((4, y + GRID_CELL // 2 - 7), study.title(model, objective)[:30], fill=(20, 20, 20), font=font)
         for column, label in enumerate(study.labels):
             x = left + column * (GRID_CELL + pad)
-            job = first.get((model, objective, label))
-            if job is None or not job.images:
+            shown = first.get((model, objective, label))
+            if shown is None or not shown.images:
                 draw.rectangle((x, y, x + GRID_CELL - 1, y + GRID_CELL - 1), fill=(235, 235, 235))
                 continue
-            with Image.open(job.images[0]) as image:
+            with Image.open(shown.images[0]) as image:
                 resample = Image.Resampling.NEAREST if image.width < GRID_CELL else Image.Resampling.LANCZOS
                 grid.paste(image.convert("RGB").resize((GRID_CELL, GRID_CELL), resample), (x, y))
     grid.save(path)
