@@ -170,6 +170,16 @@ def test_ranges_prior_setups_and_what_a_job_id_depends_on() -> None:
     assert not {job.id for job in more_steps.jobs() if job.prior == "fourier"} & {job.id for job in jobs}
 
 
+def test_the_ported_first_study_is_its_grid() -> None:
+    spec = load_spec(ROOT / "studies" / "first_study.toml")
+    assert len(spec.objectives) == 8 and [prior.label for prior in spec.priors] == [
+        "fourier",
+        "fourier+statistics",
+        "gan",
+    ]
+    assert len(spec.jobs()) == 8 * 3 * 2
+
+
 @pytest.mark.parametrize(
     ("change", "message"),
     [
