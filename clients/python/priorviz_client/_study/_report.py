@@ -36,6 +36,7 @@ DPI = 100
 OBJECTIVES_PER_ROW = 20
 """Objectives side by side in one row of a per-class plot; more wrap onto further rows."""
 GRID_CELL = 96
+TEXT = (20, 20, 20)
 MEDIAN = {"color": "black"}
 """Box plots' median line, in no prior's colour."""
 PHOTOGRAPHS = "photographs"
@@ -205,10 +206,9 @@ def _by_prior(study: _Study) -> Figure:
 
 
 def _by_class(study: _Study, metric: str) -> Figure:
-    chunks = [
-        study.objectives[start : start + OBJECTIVES_PER_ROW]
-        for start in range(0, len(study.objectives), OBJECTIVES_PER_ROW)
-    ]
+    """Objectives without the metric (held-out probability on a channel) are left out."""
+    measured = [o for o in study.objectives if any(study.values(metric, label, o) for label in study.labels)]
+    chunks = [measured[start : start + OBJECTIVES_PER_ROW] for start in range(0, len(measured), OBJECTIVES_PER_ROW)]
     per_objective = 0.3 + 0.15 * len(study.labels)
     width = max(7.0, 1.5 + per_objective * max(len(chunk) for chunk in chunks))
     figure = Figure(figsize=(width, 3.0 * len(chunks) + 0.4), layout="constrained")
@@ -306,22 +306,35 @@ def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
         return ImageFont.load_default()
 
 
+def _wrapped(text: str, font: ImageFont.FreeTypeFont | ImageFont.ImageFont, width: int) -> list[str]:
+    """``text`` broken into lines no wider than ``width`` pixels (anywhere: labels have few spaces)."""
+    lines = [""]
+    for character in text:
+        if lines[-1] and font.getlength(lines[-1] + character) > width:
+            lines.append("")
+        lines[-1] += character
+    return lines
+
+
 def _image_grid(study: _Study, path: Path) -> Plot:
     """Objectives down, priors across: each cell the first image of the lowest seed that finished."""
     first: dict[tuple[str, str, str], DoneJob] = {}
     for job in sorted(study.jobs, key=lambda job: job.seed):
         first.setdefault((job.model, job.objective, job.label), job)
-    font = _font(12)
-    left, top, pad = 200, 22, 4
+    font, pad, line = _font(12), 4, 15
+    titles = [study.title(*objective) for objective in study.objectives]
+    headers = [_wrapped(label, font, GRID_CELL + pad) for label in study.labels]
+    left = 2 * pad + max(int(font.getlength(title)) for title in titles)
+    top = pad + line * max(len(header) for header in headers)
     width = left + len(study.labels) * (GRID_CELL + pad)
     height = top + len(study.objectives) * (GRID_CELL + pad)
     grid = Image.new("RGB", (width, height), "white")
     draw = ImageDraw.Draw(grid)
-    for column, label in enumerate(study.labels):
-        draw.text((left + column * (GRID_CELL + pad), 4), label[:16], fill=(20, 20, 20), font=font)
-    for row, (model, objective) in enumerate(study.objectives):
+    for column, header in enumerate(headers):
+        draw.multiline_text((left + column * (GRID_CELL + pad), 2), "\n".join(header), fill=TEXT, font=font, spacing=2)
+    for row, ((model, objective), title) in enumerate(zip(study.objectives, titles, strict=True)):
         y = top + row * (GRID_CELL + pad)
-        draw.text((4, y + GRID_CELL // 2 - 7), study.title(model, objective)[:30], fill=(20, 20, 20), font=font)
+        draw.text((pad, y + GRID_CELL // 2 - line // 2), title, fill=TEXT, font=font)
         for column, label in enumerate(study.labels):
             x = left + column * (GRID_CELL + pad)
             shown = first.get((model, objective, label))

@@ -71,6 +71,9 @@ class StudyRunner:
         self._store.begin(self._spec)
         jobs = self._store.jobs_to_run(retry_failed=self._retry_failed)
         status = self._store.status()
+        if not jobs:
+            self._progress.log(f"{self._spec.name}: all {status['total']} jobs finished before; nothing to run")
+            return status
         servers = await self._probe()
         self._labels = {server.server_id: server.label for server in servers}
         workers = sum(server.workers for server in servers)
