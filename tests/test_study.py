@@ -347,6 +347,8 @@ def test_the_runner_killed_then_rerun_finishes_exactly_the_grid(servers: list[Pr
     assert all(before[row[0]] == row[:4] for row in rows if row[0] in before), "a finished job changed"
     images = sorted(path.name for path in (db.parent / "runner_killed-images").iterdir())
     assert len(images) == 24 and all(name.endswith("_0.png") for name in images)
+    again = study("run", spec, "--target", "127.0.0.1:1", "--db", db)
+    assert again.returncode == 0 and "nothing to run" in again.stderr, "a finished study needs no server"
 
 
 # -- the report --------------------------------------------------------------------------
