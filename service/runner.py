@@ -5,7 +5,8 @@ the other with the same seed. The runner reports ``PriorStep`` after every step 
 ``JobResult`` at the end; ``service.codec`` turns them into stream events. Each worker thread
 uses its own replica of a model (worker 0 the registry's cached copy), because a model's
 activation hooks are registered on its modules and must not be shared by two jobs running at
-the same time.
+the same time. Worker indices are unique in the process, so that several servers in one
+process (tests, a study's local fleet) never share a replica either.
 """
 
 from __future__ import annotations
@@ -59,11 +60,26 @@ _local = threading.local()
 _replicas: weakref.WeakKeyDictionary[TargetModel, dict[int, TargetModel]] = weakref.WeakKeyDictionary()
 """Per model, each worker's copy; they go when the model leaves the model cache and its last job ends."""
 _replicas_lock = threading.Lock()
+_indices_in_use: set[int] = set()
 
 
 def set_worker_index(index: int) -> None:
     """Called once by each worker thread before its first job."""
     _local.worker_index = index
+
+
+def claim_worker_indices(count: int) -> tuple[int, ...]:
+    """The lowest ``count`` worker indices that no running server holds (a stopped server gives its back)."""
+    with _replicas_lock:
+        free = (index for index in range(len(_indices_in_use) + count) if index not in _indices_in_use)
+        claimed = tuple(next(free) for _ in range(count))
+        _indices_in_use.update(claimed)
+        return claimed
+
+
+def release_worker_indices(indices: tuple[int, ...]) -> None:
+    with _replicas_lock:
+        _indices_in_use.difference_update(indices)
 
 
 def replica(model: TargetModel) -> TargetModel:

@@ -14,6 +14,7 @@ import argparse
 import logging
 import os
 import signal
+import socket
 import threading
 import time
 import uuid
@@ -53,11 +54,13 @@ from service.decoding import DecodeGuardInterceptor
 from service.errors import CLIENT_FAULTS, status_of
 from service.jobs import Job, JobQueue, QueueClosedError, QueueFullError, QueuePositionEvent
 from service.observability import ServiceMetrics, configure_json_logging
-from service.runner import JobEvent, run_job, set_worker_index
+from service.runner import JobEvent, claim_worker_indices, release_worker_indices, run_job, set_worker_index
 from service.validation import NO_HELD_OUT, JobSpec, RenderRequest, load_model
 
 SERVICE_NAME = "priorviz.v1.Visualizer"
 WARM_UP_SIZE = 64
+SERVER_ID_METADATA = "priorviz-server-id"
+"""Initial-metadata key naming the server that runs a Visualize or Compare call (see GetServerInfo)."""
 CLIENT_PING_INTERVAL_MS = 10_000
 """The most often a client's keepalive may ping (its ``grpc.keepalive_time_ms`` >= this)."""
 MAX_STATUS_DETAILS = 1000
@@ -69,7 +72,7 @@ Event = TypeVar("Event")
 
 
 class VisualizerServicer(pb_grpc.VisualizerServicer):
-    """The five RPCs of priorviz.v1."""
+    """The six RPCs of priorviz.v1."""
 
     def __init__(self, server: PriorvizServer) -> None:
         self._server = server
@@ -92,7 +95,15 @@ class VisualizerServicer(pb_grpc.VisualizerServicer):
             validation.known_priors().values(), request.include_unavailable, result_metrics.METRIC_DESCRIPTIONS
         )
 
+    def GetServerInfo(
+        self, request: pb.GetServerInfoRequest, context: grpc.ServicerContext
+    ) -> pb.GetServerInfoResponse:
+        return pb.GetServerInfoResponse(
+            server_id=self._server.server_id, workers=self._config.workers, max_queue=self._config.max_queue
+        )
+
     def Visualize(self, request: pb.VisualizeRequest, context: grpc.ServicerContext) -> Iterator[pb.VisualizeEvent]:
+        context.send_initial_metadata(((SERVER_ID_METADATA, self._server.server_id),))
         limits = self._server.config.limits
         return self._server.stream_job(
             "Visualize",
@@ -103,6 +114,7 @@ class VisualizerServicer(pb_grpc.VisualizerServicer):
         )
 
     def Compare(self, request: pb.CompareRequest, context: grpc.ServicerContext) -> Iterator[pb.CompareEvent]:
+        context.send_initial_metadata(((SERVER_ID_METADATA, self._server.server_id),))
         limits = self._server.config.limits
         return self._server.stream_job(
             "Compare", lambda: codec.compare_request(request, limits), codec.compare_events, pb.CompareEvent, context
@@ -121,6 +133,7 @@ class PriorvizServer:
         self.checkpoints = CheckpointDirectories(config.checkpoint_dirs)
         set_model_cache_size(config.max_cached_models)
         self.health = health.HealthServicer()
+        self._worker_indices = claim_worker_indices(config.workers)
         self.jobs = JobQueue(
             config.workers,
             config.max_queue,
@@ -136,6 +149,8 @@ class PriorvizServer:
         self._shutting_down = threading.Event()
         self._stopped = threading.Event()
         self._grpc = self._build_grpc_server()
+        # Unique even for servers that share a host name and port (pods, restarts).
+        self.server_id = f"{socket.gethostname()}:{self.port}/{uuid.uuid4().hex[:8]}"
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -249,6 +264,7 @@ class PriorvizServer:
         )
         finished = self.jobs.drain(grace)
         self.jobs.stop(timeout=10.0)
+        release_worker_indices(self._worker_indices)
         self._grpc.stop(grace=1.0).wait()
         self.metrics.close()
         self._stopped.set()
@@ -277,7 +293,7 @@ class PriorvizServer:
         )
 
     def _worker_setup(self, index: int) -> None:
-        set_worker_index(index)
+        set_worker_index(self._worker_indices[index])
 
     def refuse(self, rpc: str, error: Exception, context: grpc.ServicerContext) -> None:
         """Answer a request the server will not run (``context.abort`` raises): its error's status, or

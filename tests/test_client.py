@@ -36,6 +36,7 @@ from priorviz_client import (
     ResourceExhaustedError,
     RetryPolicy,
     RpcError,
+    ServerInfo,
     UnauthenticatedError,
     UnavailableError,
     channel,
@@ -119,6 +120,27 @@ def test_visualize_returns_images_traces_metrics_and_previews(client: Client) ->
     with pytest.raises(TypeError):
         result.metrics[0]["objective"] = 0.0  # type: ignore[index]
     assert pickle.loads(pickle.dumps(result)).metrics == result.metrics
+
+
+def test_server_info_and_the_server_that_runs_a_job(client: Client, server: PriorvizServer) -> None:
+    info = client.server_info()
+    assert info == ServerInfo(server.server_id, server.config.workers, server.config.max_queue)
+    job = client.visualize_stream("blocks.5:3", steps=1, size=SIDE)
+    assert job.server_id() == server.server_id
+    assert job.result().steps == 1
+
+
+def test_round_robin_spreads_jobs_over_every_server(connect: Connect, server: PriorvizServer) -> None:
+    with serving() as other:
+        target = f"ipv4:127.0.0.1:{server.port},127.0.0.1:{other.port}"
+        with connect(target, load_balancing="round_robin") as client:
+            ran_on: list[str] = []
+            # The first calls may all meet the one server that connected first; then they alternate.
+            while len(ran_on) < 12 and set(ran_on) != {server.server_id, other.server_id}:
+                job = client.visualize_stream("blocks.5:3", steps=1, size=SIDE)
+                ran_on.append(job.server_id())
+                job.result()
+    assert set(ran_on) == {server.server_id, other.server_id}
 
 
 def test_progress_bar(client: Client, capsys: pytest.CaptureFixture[str]) -> None:

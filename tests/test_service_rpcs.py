@@ -17,7 +17,7 @@ from priors.base import PriorKind, list_priors
 from priorviz.metrics import METRIC_DESCRIPTIONS
 from service import healthcheck, validation
 from service._proto.priorviz.v1 import priorviz_pb2 as pb
-from service.server import register_diffusers_priors
+from service.server import SERVER_ID_METADATA, register_diffusers_priors
 
 
 @pytest.fixture(scope="module")
@@ -86,6 +86,15 @@ def test_visualize_streams_queue_progress_previews_then_one_result(stub) -> None
     assert result.image_metrics[0].values["objective"] == pytest.approx(result.objective_values[0], rel=1e-3, abs=1e-3)
     assert "diversity" in result.batch_metrics
     assert result.render_seconds > 0 and result.metrics_seconds > 0
+
+
+def test_server_info_reports_the_workers_and_the_id_every_job_carries(server, stub) -> None:
+    info = stub.GetServerInfo(pb.GetServerInfoRequest())
+    assert (info.workers, info.max_queue) == (server.config.workers, server.config.max_queue)
+    assert info.server_id == server.server_id and f":{server.port}/" in info.server_id
+    call = stub.Visualize(visualize("blocks.5:3", steps=1))
+    assert dict(call.initial_metadata())[SERVER_ID_METADATA] == info.server_id
+    assert result_of(call).steps == 1
 
 
 def test_visualize_takes_the_objective_as_a_tree(stub) -> None:

@@ -14,7 +14,16 @@ from priorviz_client._exceptions import CancelledError
 from priorviz_client._health import HealthCheckRequest
 from priorviz_client._progress import ProgressBar
 from priorviz_client._requests import Priors, RenderOptions
-from priorviz_client._results import Comparison, Event, LayerInfo, ModelInfo, ModelSummary, PriorInfo, Visualization
+from priorviz_client._results import (
+    Comparison,
+    Event,
+    LayerInfo,
+    ModelInfo,
+    ModelSummary,
+    PriorInfo,
+    ServerInfo,
+    Visualization,
+)
 from priorviz_objectives import Objective
 
 
@@ -45,6 +54,13 @@ class AsyncJob(BaseJob[R]):
             raise CancelledError("the call was cancelled by this client", method=self._stream.method) from None
         finally:
             self._release()
+
+    async def server_id(self) -> str:
+        """Which server runs the job (its ``ServerInfo.server_id``), once it has taken the call; "" if it failed first.
+
+        Behind a load-balanced target this is the only way to know where a job went.
+        """
+        return self._server_id(await self._call.initial_metadata())
 
     async def result(self) -> R:
         """Waits for the end of the stream (skipping remaining events) and returns the result."""
@@ -104,6 +120,10 @@ class AsyncClient(BaseClient):
     async def metric_descriptions(self, *, timeout: float | None = None) -> dict[str, str]:
         """What each metric key in results means, one line each."""
         return await self._unary(self._metric_descriptions(), timeout)
+
+    async def server_info(self, *, timeout: float | None = None) -> ServerInfo:
+        """The server's id and worker count (behind a load balancer: of whichever server answers)."""
+        return await self._unary(self._server_info(), timeout)
 
     async def health(self, *, timeout: float | None = None) -> str:
         """The server's health status: ``SERVING`` once the default model is loaded and warm."""

@@ -33,6 +33,7 @@ from priorviz_client._results import (
     PriorInfo,
     Progress,
     Queued,
+    ServerInfo,
     Visualization,
 )
 from priorviz_objectives import Objective
@@ -42,6 +43,8 @@ R = TypeVar("R", Visualization, Comparison)
 
 HEALTH_CHECK = "Health/Check"
 """The health check's name in errors and in the table of RPCs (it is not a Visualizer method)."""
+SERVER_ID_METADATA = "priorviz-server-id"
+"""The initial-metadata key under which a server names itself on every Visualize and Compare call."""
 
 
 @dataclass(frozen=True)
@@ -138,6 +141,11 @@ class BaseJob(Generic[R]):
     def done(self) -> bool:
         return self._result is not None or bool(self._call.done())
 
+    @staticmethod
+    def _server_id(metadata: Any) -> str:
+        """The id the server sent in its initial metadata; empty when the call failed before it answered."""
+        return next((value for key, value in metadata or () if key == SERVER_ID_METADATA), "")
+
     def _take(self, message: Any) -> Event | None:
         """The event a stream message carries; the final message is kept as the result (None returned)."""
         item = self._stream.translate(message)
@@ -179,6 +187,7 @@ class BaseClient(abc.ABC):
         timeout: float | None = DEFAULT_UNARY_TIMEOUT,
         retry: RetryPolicy | None = None,
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+        load_balancing: str | None = None,
     ) -> None:
         self.connection = Connection.create(
             target,
@@ -191,6 +200,7 @@ class BaseClient(abc.ABC):
             max_message_bytes=max_message_bytes,
             timeout=timeout,
             retry=retry,
+            load_balancing=load_balancing,
         )
         self._metadata = self.connection.metadata()
         self._channel = self._open_channel()
@@ -209,6 +219,7 @@ class BaseClient(abc.ABC):
             "ListPriors": stub.ListPriors,
             "Visualize": stub.Visualize,
             "Compare": stub.Compare,
+            "GetServerInfo": stub.GetServerInfo,
             HEALTH_CHECK: channel.unary_unary(
                 CHECK_METHOD,
                 request_serializer=HealthCheckRequest.SerializeToString,
@@ -242,6 +253,14 @@ class BaseClient(abc.ABC):
     def _metric_descriptions() -> Unary[dict[str, str]]:
         return Unary(
             "ListPriors", pb.ListPriorsRequest(), lambda response: dict(sorted(response.metric_descriptions.items()))
+        )
+
+    @staticmethod
+    def _server_info() -> Unary[ServerInfo]:
+        return Unary(
+            "GetServerInfo",
+            pb.GetServerInfoRequest(),
+            lambda response: ServerInfo(response.server_id, response.workers, response.max_queue),
         )
 
     @staticmethod

@@ -6,6 +6,7 @@
     priorviz health --wait 120
     priorviz visualize blocks.10:17 --prior fourier --steps 256 --out out/ch17
     priorviz compare logit:1 blocks.10:17 --steps 128 --size 128 --out out/report
+    priorviz study run study.toml --target 10.0.0.5:50051 --target 10.0.0.6:50051 --db study.db
 
 The server address comes from ``--target`` or $PRIORVIZ_TARGET, the token from ``--token``
 or $PRIORVIZ_TOKEN. Errors print one line and exit with status 1 (2 for usage errors).
@@ -29,6 +30,7 @@ from priorviz_client._metric_labels import format_metric, ordered_metrics
 from priorviz_client._progress import ProgressBar
 from priorviz_client._requests import RenderOptions
 from priorviz_client._results import Comparison, Progress, Visualization
+from priorviz_client._study._cli import add_study_parser, study_main
 
 _CLASS_OBJECTIVE = re.compile(r"(?:logit|prob):(\d+)")
 
@@ -119,6 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     compare.add_argument("--out", type=Path, required=True, help="folder for the results")
     _add_render_options(compare)
+    add_study_parser(commands)
     return parser
 
 
@@ -306,6 +309,8 @@ _COMMANDS: dict[str, Callable[[Client, argparse.Namespace], int]] = {
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        if args.command == "study":
+            return study_main(args)
         with _client(args) as client:
             return _COMMANDS[args.command](client, args)
     except PriorvizError as error:

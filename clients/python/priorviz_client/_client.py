@@ -13,7 +13,16 @@ from priorviz_client._base import HEALTH_CHECK, BaseClient, BaseJob, R, Stream, 
 from priorviz_client._health import HealthCheckRequest
 from priorviz_client._progress import ProgressBar
 from priorviz_client._requests import Priors, RenderOptions
-from priorviz_client._results import Comparison, Event, LayerInfo, ModelInfo, ModelSummary, PriorInfo, Visualization
+from priorviz_client._results import (
+    Comparison,
+    Event,
+    LayerInfo,
+    ModelInfo,
+    ModelSummary,
+    PriorInfo,
+    ServerInfo,
+    Visualization,
+)
 from priorviz_objectives import Objective
 
 
@@ -35,6 +44,13 @@ class Job(BaseJob[R]):
         finally:
             self._release()
 
+    def server_id(self) -> str:
+        """Which server runs the job (its ``ServerInfo.server_id``), once it has taken the call; "" if it failed first.
+
+        Behind a load-balanced target this is the only way to know where a job went.
+        """
+        return self._server_id(self._call.initial_metadata())
+
     def result(self) -> R:
         """Waits for the end of the stream (skipping remaining events) and returns the result."""
         for _ in self:
@@ -53,7 +69,9 @@ class Client(BaseClient):
 
     ``timeout`` is the default deadline in seconds for the listing calls (long work has
     none unless a call passes ``timeout=``). Listing calls are retried with backoff while
-    the server is UNAVAILABLE; Visualize and Compare are never retried.
+    the server is UNAVAILABLE; Visualize and Compare are never retried. ``load_balancing=
+    "round_robin"`` spreads calls over every server a target names (``ipv4:HOST:PORT,HOST:PORT``
+    or a ``dns:///`` name); ``Job.server_id()`` then tells where a job went.
     """
 
     def _open_channel(self) -> grpc.Channel:
@@ -98,6 +116,10 @@ class Client(BaseClient):
     def metric_descriptions(self, *, timeout: float | None = None) -> dict[str, str]:
         """What each metric key in results means, one line each."""
         return self._unary(self._metric_descriptions(), timeout)
+
+    def server_info(self, *, timeout: float | None = None) -> ServerInfo:
+        """The server's id and worker count (behind a load balancer: of whichever server answers)."""
+        return self._unary(self._server_info(), timeout)
 
     def health(self, *, timeout: float | None = None) -> str:
         """The server's health status: ``SERVING`` once the default model is loaded and warm."""

@@ -63,6 +63,7 @@ class Connection:
     max_message_bytes: int
     timeout: float | None
     retry: RetryPolicy
+    load_balancing: str | None
 
     @classmethod
     def create(
@@ -78,6 +79,7 @@ class Connection:
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
         timeout: float | None = DEFAULT_UNARY_TIMEOUT,
         retry: RetryPolicy | None = None,
+        load_balancing: str | None = None,
     ) -> Connection:
         """Defaults come from $PRIORVIZ_TARGET and $PRIORVIZ_TOKEN; any certificate implies TLS."""
         roots = _read_pem(root_certificates)
@@ -95,6 +97,7 @@ class Connection:
             max_message_bytes=max_message_bytes,
             timeout=timeout,
             retry=retry or RetryPolicy(),
+            load_balancing=load_balancing,
         )
 
     def channel_options(self) -> list[tuple[str, object]]:
@@ -114,6 +117,10 @@ class Connection:
         ]
         if self.server_name:
             options.append(("grpc.ssl_target_name_override", self.server_name))
+        if self.load_balancing:
+            # gRPC's own policy over every address the target resolves to ("round_robin": each call
+            # to the next ready server); gRPC's default, "pick_first", sends every call to one server.
+            options.append(("grpc.lb_policy_name", self.load_balancing))
         return options
 
     def credentials(self) -> grpc.ChannelCredentials | None:

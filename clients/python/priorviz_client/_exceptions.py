@@ -18,6 +18,10 @@ class PriorvizError(Exception):
     """
 
 
+class StudyError(PriorvizError):
+    """A study cannot run: its spec is malformed, its database holds another study, or no server answers."""
+
+
 class RpcError(PriorvizError):
     """The server (or the transport) answered with a non-OK status."""
 

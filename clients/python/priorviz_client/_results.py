@@ -106,6 +106,15 @@ class PriorInfo:
 
 
 @dataclass(frozen=True)
+class ServerInfo:
+    """One server process: its unique id and how many jobs it runs at once (and lets wait)."""
+
+    server_id: str
+    workers: int
+    max_queue: int
+
+
+@dataclass(frozen=True)
 class Queued:
     """The job waits behind ``jobs_ahead`` others."""
 
