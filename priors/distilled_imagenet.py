@@ -127,6 +127,10 @@ class DistilledGenerator(nn.Module):
         return ClassCode(self.class_codes(labels), template)
 
     def forward(self, latent: Tensor, code: ClassCode) -> Tensor:
+        return torch.sigmoid(self.output_logits(latent, code))
+
+    def output_logits(self, latent: Tensor, code: ClassCode) -> Tensor:
+        """The images before the sigmoid; training keeps them small so that colours do not saturate."""
         condition = torch.cat([latent, code.vector], dim=1)
         features = self.to_features(condition).view(latent.shape[0], self.config.widths[0], 4, 4)
         features = F.leaky_relu(self.first_norm(features, condition), 0.2)
@@ -137,7 +141,7 @@ class DistilledGenerator(nn.Module):
             side = self.config.template_side
             layout = code.template.view(-1, 3, side, side)
             logits = logits + F.interpolate(layout, size=logits.shape[-2:], mode="bilinear", align_corners=False)
-        return torch.sigmoid(logits)
+        return logits
 
     @torch.no_grad()
     def initialize_class_codes(self, class_weights: Tensor) -> None:

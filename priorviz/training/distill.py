@@ -66,6 +66,7 @@ class LossConfig:
     diversity: float = 3.0
     diversity_margin: float = 0.1
     total_variation: float = 0.2
+    output_l2: float = 0.05
 
 
 @dataclass(frozen=True)
@@ -350,7 +351,8 @@ def _train_step(
     for group in optimizer.param_groups:
         group["lr"] = learning_rate * group["scale"]
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast), statistics.capturing() as captured:
-        images = generator(latents, generator.code_of(labels))
+        output_logits = generator.output_logits(latents, generator.code_of(labels))
+        images = torch.sigmoid(output_logits)
         seen = augment(images, config.augment, random) * 2 - 1
         logits = classifier(seen.contiguous(memory_format=torch.channels_last))
     weights = config.loss
@@ -359,11 +361,13 @@ def _train_step(
     bn = batch_statistics_kl(captured, statistics.layers)
     diversity = diversity_hinge(images, latents, weights.diversity_margin)
     tv = total_variation(images)
+    saturation = output_logits.float().pow(2).mean()
     loss = (
         weights.cross_entropy * cross_entropy
         + statistics_weight_at(step, weights) * bn
         + weights.diversity * diversity
         + weights.total_variation * tv
+        + weights.output_l2 * saturation
     )
     if not torch.isfinite(loss):
         raise FloatingPointError(f"the training loss became {loss.item()} at step {step}")
@@ -377,6 +381,7 @@ def _train_step(
         "batch_statistics": bn.item(),
         "diversity": diversity.item(),
         "total_variation": tv.item(),
+        "output_l2": saturation.item(),
         "top1": accuracy.item(),
         "lr": learning_rate,
     }
