@@ -140,3 +140,10 @@ def test_a_stop_request_saves_every_finished_step(tmp_path: Path) -> None:
     )
     generator = DistilledGenerator(config.generator)
     assert load_checkpoint(checkpoint, generator, make_optimizer(generator, config))[0] == 2
+
+
+def test_the_shipped_configs_checkpoint_fits_in_32_megabytes() -> None:
+    """The checkpoint (weights and Adam's two moments, fp32) is committed for the next session to resume."""
+    config = TrainConfig.from_toml(DEFAULT_CONFIG)
+    parameters = sum(p.numel() for p in DistilledGenerator(config.generator).parameters())
+    assert parameters * 4 * 3 < 32 * 2**20
