@@ -51,10 +51,10 @@ def decode_image(data: bytes, *, field: str, max_pixels: int = MAX_INPUT_PIXELS)
             rgb = picture.convert("RGB")
     except InvalidInputError:
         raise
-    except (PIL.UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as error:
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:  # Pillow's own, larger cap
+        raise InvalidInputError(f"the image is too large: {clip_text(str(error))}", field=field) from None
+    except (PIL.UnidentifiedImageError, OSError, ValueError, SyntaxError) as error:
         raise InvalidInputError(f"not a readable PNG or JPEG image: {clip_text(str(error))}", field=field) from None
-    except Image.DecompressionBombWarning as warning:
-        raise InvalidInputError(f"the image is too large: {clip_text(str(warning))}", field=field) from None
     return to_tensor(rgb)
 
 
@@ -72,15 +72,15 @@ class ImageSet:
 
     @classmethod
     def from_folders(cls, name: str, folders: list[Path], keep: Callable[[str], bool] | None = None) -> ImageSet:
-        """The image files directly inside ``folders`` whose stem ``keep`` accepts (links that point elsewhere are left out)."""
+        """The image files directly inside ``folders`` whose stem ``keep`` accepts (links leading out are left out)."""
         files: dict[str, Path] = {}
         for folder in folders:
             root = folder.resolve()
             for path in sorted(root.iterdir()):
                 inside = path.resolve().parent == root
-                if inside and path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES:
-                    if keep is None or keep(path.stem):
-                        files.setdefault(path.stem, path)
+                is_image = inside and path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES
+                if is_image and (keep is None or keep(path.stem)):
+                    files.setdefault(path.stem, path)
         return cls(name, files)
 
     def load(self, member: str, *, field: str, max_pixels: int = MAX_INPUT_PIXELS) -> Tensor:

@@ -97,7 +97,10 @@ def invert(
     if steps < 1:
         raise InvalidInputError(f"steps must be at least 1, got {steps}", field="steps")
     if not (math.isfinite(total_variation_weight) and total_variation_weight >= 0):
-        raise InvalidInputError("total_variation_weight must be finite and non-negative", field="total_variation_weight")
+        raise InvalidInputError(
+            f"total_variation_weight must be finite and non-negative, got {total_variation_weight}",
+            field="total_variation_weight",
+        )
     started = time.perf_counter()
     size = size or model.input_size
     target = resize_photograph(photograph, size)

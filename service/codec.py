@@ -24,8 +24,16 @@ from priorviz_objectives import Leaf, parse_objective
 from priorviz_objectives.proto import from_proto
 from service._proto.priorviz.v1 import priorviz_pb2 as pb
 from service.config import Limits
-from service.runner import JobEvent, JobResult, PriorResult
-from service.validation import JobSpec, ObjectiveRequest, PriorRequest, RenderRequest
+from service.runner import InversionEvent, InversionJobResult, JobEvent, JobResult, PriorResult
+from service.validation import (
+    ImageRequest,
+    InversionSpec,
+    InvertRequest,
+    JobSpec,
+    ObjectiveRequest,
+    PriorRequest,
+    RenderRequest,
+)
 
 Event = TypeVar("Event")
 PRIOR_KINDS = {PriorKind.UNCONSTRAINED: pb.PRIOR_KIND_UNCONSTRAINED, PriorKind.LEARNED: pb.PRIOR_KIND_LEARNED}
@@ -210,3 +218,70 @@ def prior_description(info: PriorInfo, available: bool) -> pb.PriorInfo:
 def queued(event_type: Callable[..., Event], jobs_ahead: int) -> Event:
     """A stream event (``pb.VisualizeEvent`` or ``pb.CompareEvent``) saying how many jobs wait ahead."""
     return event_type(queued=pb.QueuePosition(jobs_ahead=jobs_ahead))
+
+
+# -- Invert --------------------------------------------------------------------------------
+
+
+def invert_request(request: pb.InvertRequest) -> InvertRequest:
+    if request.transforms not in pb.TransformMode.values():
+        raise InvalidInputError(f"unknown transform mode {request.transforms}", field="transforms")
+    priors = tuple(
+        PriorRequest(choice.name, dict(choice.options), f"priors[{index}].name", f"priors[{index}].options")
+        for index, choice in enumerate(request.priors)
+    )
+    return InvertRequest(
+        image=ImageRequest(request.image.data, request.image.named, "image"),
+        layers=tuple((layer.layer, layer.weight) for layer in request.layers),
+        priors=priors,
+        model=request.model,
+        held_out_model=request.held_out_model,
+        image_size=request.image_size,
+        steps=request.steps,
+        learning_rate=request.learning_rate,
+        seed=request.seed,
+        preview_steps=tuple(request.preview_steps),
+        total_variation_weight=request.total_variation_weight,
+        transforms=request.transforms == pb.TRANSFORM_MODE_STANDARD,
+    )
+
+
+def invert_events(spec: InversionSpec, event: InversionEvent) -> list[pb.InvertEvent]:
+    """The stream events of an Invert job for one engine event."""
+    if isinstance(event, InversionJobResult):
+        return [pb.InvertEvent(result=invert_result(spec, event))]
+    prior = spec.priors[event.prior_index].name
+    progress_message = pb.PriorProgress(
+        prior=prior, prior_index=event.prior_index, prior_count=len(spec.priors), progress=progress(event.step)
+    )
+    messages = [pb.InvertEvent(progress=progress_message)]
+    if event.step.images is not None:
+        messages.append(pb.InvertEvent(preview=pb.PriorPreview(prior=prior, preview=preview(event.step))))
+    return messages
+
+
+def invert_result(spec: InversionSpec, event: InversionJobResult) -> pb.InvertResult:
+    inversions = []
+    for result in event.results:
+        prior, inversion = spec.priors[result.prior_index], result.inversion
+        inversions.append(
+            pb.PriorInversion(
+                prior=prior.name,
+                prior_kind=PRIOR_KINDS[prior.kind],
+                image=encode_png(inversion.images[0]),
+                relative_errors=inversion.errors.tolist(),
+                final_relative_error=inversion.final_error,
+                metrics=pb.ImageMetrics(values=result.panel.per_image[0]),
+                render_seconds=inversion.seconds,
+                metrics_seconds=result.metrics_seconds,
+            )
+        )
+    target = event.results[0].inversion.target[0]
+    return pb.InvertResult(
+        model=spec.model.name,
+        target=encode_png(target),
+        layers=[pb.WeightedLayer(layer=name, weight=weight) for name, weight in spec.layers.items()],
+        inversions=inversions,
+        steps=spec.steps,
+        seed=spec.seed,
+    )

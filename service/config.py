@@ -24,6 +24,8 @@ class Limits:
     max_objective_nodes: int = 256
     """Nodes of an objective tree (or terms of its text form), to bound parsing and evaluation."""
     max_objective_depth: int = 32
+    max_input_pixels: int = 4096 * 4096
+    """Width x height of an image a request brings (checked from its header, before decoding)."""
 
 
 @dataclass(frozen=True)
@@ -62,6 +64,8 @@ class ServerConfig:
     connection is closed and its jobs cancelled (a frozen or vanished client)."""
     max_job_seconds: float = 3600.0
     """Running time after which a job is stopped (DEADLINE_EXCEEDED); time in the queue not counted."""
+    image_sets: tuple[tuple[str, str], ...] = ()
+    """(name, folder) of each image set offered besides the embedded ``imagenet_samples``."""
     metric_transform_samples: int = 16
     """Random transforms per image when measuring the objective's robustness."""
 

@@ -19,11 +19,13 @@ from dataclasses import dataclass
 
 from priorviz import metrics
 from priorviz.errors import PriorvizError
+from priorviz.inversion import InversionResult, invert
 from priorviz.metrics import MetricPanel
 from priorviz.models.target import TargetModel
+from priorviz.objectives import Layer
 from priorviz.render import RenderCancelled, RenderResult, StepEvent, render
 from service.jobs import StopCheck
-from service.validation import JobSpec, PriorRun
+from service.validation import InversionSpec, JobSpec, PriorRun
 
 StepObserver = Callable[[float], None]
 
@@ -152,3 +154,78 @@ def _measure(spec: JobSpec, index: int, rendered: RenderResult, transform_sample
         transform_samples=transform_samples,
     )
     return PriorResult(index, rendered, panel, time.perf_counter() - started)
+
+
+@dataclass(frozen=True)
+class PriorInversionResult:
+    """One prior's reconstruction and its metric panel."""
+
+    prior_index: int
+    inversion: InversionResult
+    panel: MetricPanel
+    metrics_seconds: float
+
+
+@dataclass(frozen=True)
+class InversionJobResult:
+    """Every prior's reconstruction, in the job's order."""
+
+    results: tuple[PriorInversionResult, ...]
+
+
+InversionEvent = PriorStep | InversionJobResult
+EmitInversionEvent = Callable[[InversionEvent], None]
+
+
+def inversion_objective(spec: InversionSpec) -> Layer:
+    """What the metric panel measures a reconstruction against: DeepDream's objective on the heaviest layer."""
+    return Layer(max(spec.layers, key=lambda name: spec.layers[name]))
+
+
+def run_inversion(
+    spec: InversionSpec, emit: EmitInversionEvent, should_stop: StopCheck, on_step: StepObserver, transform_samples: int
+) -> None:
+    """Invert the photograph under every prior of ``spec`` with the same seed, reporting each step, then the results."""
+    model = replica(spec.model)
+    results = []
+    last_step = [time.perf_counter()]
+    for index, prior in enumerate(spec.priors):
+        last_step[0] = time.perf_counter()
+
+        def observed(event: StepEvent, index: int = index) -> None:
+            now = time.perf_counter()
+            on_step(now - last_step[0])
+            last_step[0] = now
+            emit(PriorStep(index, event))
+
+        try:
+            inversion = invert(
+                model,
+                spec.photograph,
+                spec.layers,
+                prior.name,
+                size=spec.size,
+                steps=spec.steps,
+                learning_rate=spec.learning_rate,
+                seed=spec.seed,
+                total_variation_weight=spec.total_variation_weight,
+                transforms=spec.transforms,
+                prior_options=dict(prior.options),
+                snapshot_steps=spec.preview_steps,
+                progress=observed,
+                should_stop=should_stop,
+            )
+        except PriorvizError as error:
+            error.field = _request_field(error.field, prior)
+            raise
+        started = time.perf_counter()
+        panel = metrics.measure(
+            model,
+            inversion_objective(spec),
+            inversion.images,
+            held_out=replica(spec.held_out) if spec.held_out is not None else None,
+            seed=spec.seed,
+            transform_samples=transform_samples,
+        )
+        results.append(PriorInversionResult(index, inversion, panel, time.perf_counter() - started))
+    emit(InversionJobResult(tuple(results)))

@@ -21,7 +21,8 @@ import uuid
 from collections.abc import Callable, Iterator
 from concurrent import futures
 from dataclasses import replace
-from typing import TypeVar, cast
+from pathlib import Path
+from typing import Any, TypeVar, cast
 
 import grpc
 import torch
@@ -31,7 +32,8 @@ from grpc_reflection.v1alpha import reflection
 from priors.diffusers_loading import DiffusersModelError
 from priors.diffusers_priors import register_diffusers_prior
 from priorviz import metrics as result_metrics
-from priorviz.errors import CancelledError, clip_text
+from priorviz.errors import CancelledError, UnavailableError, clip_text
+from priorviz.image_input import EMBEDDED_SET, ImageSet, embedded_image_set
 from priorviz.models._api import (
     ModelNotFoundError,
     default_model_name,
@@ -54,8 +56,14 @@ from service.decoding import DecodeGuardInterceptor
 from service.errors import CLIENT_FAULTS, status_of
 from service.jobs import Job, JobQueue, QueueClosedError, QueueFullError, QueuePositionEvent
 from service.observability import ServiceMetrics, configure_json_logging
-from service.runner import JobEvent, claim_worker_indices, release_worker_indices, run_job, set_worker_index
-from service.validation import NO_HELD_OUT, JobSpec, RenderRequest, load_model
+from service.runner import (
+    claim_worker_indices,
+    release_worker_indices,
+    run_inversion,
+    run_job,
+    set_worker_index,
+)
+from service.validation import NO_HELD_OUT, InversionSpec, InvertRequest, JobSpec, RenderRequest, load_model
 
 SERVICE_NAME = "priorviz.v1.Visualizer"
 WARM_UP_SIZE = 64
@@ -120,6 +128,18 @@ class VisualizerServicer(pb_grpc.VisualizerServicer):
             "Compare", lambda: codec.compare_request(request, limits), codec.compare_events, pb.CompareEvent, context
         )
 
+    def Invert(self, request: pb.InvertRequest, context: grpc.ServicerContext) -> Iterator[pb.InvertEvent]:
+        context.send_initial_metadata(((SERVER_ID_METADATA, self._server.server_id),))
+        return self._server.stream_job(
+            "Invert",
+            lambda: codec.invert_request(request),
+            codec.invert_events,
+            pb.InvertEvent,
+            context,
+            check=self._server.check_invert,
+            run=run_inversion,
+        )
+
 
 class PriorvizServer:
     """One running service: gRPC server, job queue, health, metrics endpoint."""
@@ -131,6 +151,7 @@ class PriorvizServer:
         self.default_held_out = config.held_out_model
         self.metrics = ServiceMetrics()
         self.checkpoints = CheckpointDirectories(config.checkpoint_dirs)
+        self.image_sets = offered_image_sets(config.image_sets)
         set_model_cache_size(config.max_cached_models)
         self.health = health.HealthServicer()
         self._worker_indices = claim_worker_indices(config.workers)
@@ -292,6 +313,12 @@ class PriorvizServer:
             request, self.config.limits, self.load_model, self.default_model, self.default_held_out
         )
 
+    def check_invert(self, request: InvertRequest) -> InversionSpec:
+        """The inversion a decoded Invert request asks for, checked against this server's limits and image sets."""
+        return validation.check_invert(
+            request, self.config.limits, self.load_model, self.default_model, self.default_held_out, self.image_sets
+        )
+
     def _worker_setup(self, index: int) -> None:
         set_worker_index(self._worker_indices[index])
 
@@ -309,14 +336,21 @@ class PriorvizServer:
     def stream_job(
         self,
         rpc: str,
-        decode: Callable[[], RenderRequest],
-        encode: Callable[[JobSpec, JobEvent], list[Event]],
+        decode: Callable[[], Any],
+        encode: Callable[[Any, Any], list[Event]],
         event_type: Callable[..., Event],
         context: grpc.ServicerContext,
+        *,
+        check: Callable[[Any], Any] | None = None,
+        run: Callable[..., None] = run_job,
     ) -> Iterator[Event]:
-        """Decode and validate, queue, then relay the job's events; ends with the job's status."""
+        """Decode and validate, queue, then relay the job's events; ends with the job's status.
+
+        ``check`` turns the decoded request into a job spec (default: Visualize and Compare's) and
+        ``run(spec, send, should_stop, on_step, transform_samples)`` runs it on a worker.
+        """
         try:
-            spec = self.check(decode())
+            spec = (check or self.check)(decode())
         except Exception as refused:
             status = status_of(refused)
             outcome = "invalid" if status is not None and status[0] in CLIENT_FAULTS else "failed"
@@ -328,11 +362,11 @@ class PriorvizServer:
             # set it for every job so a job never runs oversubscribed.
             torch.set_num_threads(self.config.torch_threads)
 
-            def send(event: JobEvent) -> None:
+            def send(event: object) -> None:
                 for message in encode(spec, event):
                     emit(message)
 
-            run_job(spec, send, should_stop, self.metrics.step_seconds.observe, self.config.metric_transform_samples)
+            run(spec, send, should_stop, self.metrics.step_seconds.observe, self.config.metric_transform_samples)
 
         job = Job(work, name=f"{rpc}:{uuid.uuid4().hex[:12]}", max_seconds=self.config.max_job_seconds)
         if not context.add_callback(job.cancel):
@@ -347,15 +381,8 @@ class PriorvizServer:
             context.abort(grpc.StatusCode.UNAVAILABLE, str(error))
         log.info(
             "job accepted",
-            extra={
-                "job": job.name,
-                "objective": spec.objective.to_text()[:200],
-                "priors": [p.name for p in spec.priors],
-                "steps": spec.config.steps,
-                "batch": spec.batch,
-                "size": spec.size,
-                "jobs_ahead": ahead,
-            },
+            extra={"job": job.name, "priors": [p.name for p in spec.priors], "size": spec.size, "jobs_ahead": ahead}
+            | _job_details(spec),
         )
         yield codec.queued(event_type, ahead)
         for event in job.events():
@@ -404,6 +431,13 @@ class PriorvizServer:
             log.error("job failed", extra=extra, exc_info=(type(error), error, error.__traceback__))
         else:
             log.info("job finished", extra=extra | ({"error": clip_text(status[1])} if status else {}))
+
+
+def _job_details(spec: JobSpec | InversionSpec) -> dict[str, object]:
+    """What the log says of an accepted job besides its priors and size."""
+    if isinstance(spec, InversionSpec):
+        return {"layers": dict(spec.layers), "steps": spec.steps}
+    return {"objective": spec.objective.to_text()[:200], "steps": spec.config.steps, "batch": spec.batch}
 
 
 def abort(context: grpc.ServicerContext, code: grpc.StatusCode, details: str) -> None:
@@ -465,6 +499,14 @@ def parse_args(argv: list[str] | None = None) -> tuple[ServerConfig, list[str]]:
         metavar="DIR",
         help="let requests load checkpoint:PATH models from files under DIR (repeatable; a relative PATH is looked "
         "up in each DIR; default: no checkpoints)",
+    )
+    parser.add_argument(
+        "--image-set",
+        action="append",
+        default=[],
+        metavar="NAME=DIR",
+        help=f"offer the PNG and JPEG files directly inside DIR as image set NAME to requests (repeatable; "
+        f"{EMBEDDED_SET!r} is always offered)",
     )
     parser.add_argument(
         "--max-cached-models",
@@ -538,6 +580,12 @@ def parse_args(argv: list[str] | None = None) -> tuple[ServerConfig, list[str]]:
     missing = [directory for directory in args.checkpoint_dir if not os.path.isdir(directory)]
     if missing:
         parser.error(f"--checkpoint-dir {missing[0]!r} is not a directory")
+    image_sets = [spec.partition("=") for spec in args.image_set]
+    for name, separator, folder in image_sets:
+        if not (separator and name and folder) or "/" in name or name == EMBEDDED_SET:
+            parser.error(f"--image-set expects NAME=DIR with a NAME other than {EMBEDDED_SET!r} and without '/'")
+        if not os.path.isdir(folder):
+            parser.error(f"--image-set {name}: {folder!r} is not a directory")
     configure_json_logging(args.log_level)
     config = ServerConfig(
         host=args.host,
@@ -557,6 +605,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[ServerConfig, list[str]]:
         default_model=args.default_model,
         held_out_model=args.held_out_model,
         checkpoint_dirs=tuple(args.checkpoint_dir),
+        image_sets=tuple((name, folder) for name, _, folder in image_sets),
         max_cached_models=args.max_cached_models,
         token=_token(parser, args),
         tls_cert=args.tls_cert,
@@ -582,6 +631,18 @@ def _token(parser: argparse.ArgumentParser, args: argparse.Namespace) -> str | N
     if not token or any(character.isspace() for character in token):
         parser.error("--token-file must hold one token: not empty, no spaces")
     return token
+
+
+def offered_image_sets(folders: tuple[tuple[str, str], ...]) -> dict[str, ImageSet]:
+    """The embedded set (when foolbox and scikit-image are installed) and each ``--image-set NAME=DIR``."""
+    offered: dict[str, ImageSet] = {}
+    try:
+        offered[EMBEDDED_SET] = embedded_image_set()
+    except UnavailableError as error:
+        log.warning("the embedded image set is unavailable", extra={"error": str(error)})
+    for name, folder in folders:
+        offered[name] = ImageSet.from_folders(name, [Path(folder)])
+    return offered
 
 
 def register_diffusers_priors(specs: list[str]) -> list[str]:

@@ -13,14 +13,18 @@ import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+from torch import Tensor
+
 from priors.base import PriorInfo, PriorKind, list_priors
 from priors.options import OptionError
 from priorviz.errors import InvalidInputError, NotFoundError, PriorvizError, clip_text
+from priorviz.image_input import ImageSet, decode_image, load_named_image
+from priorviz.inversion import DEFAULT_INVERSION_STEPS
 from priorviz.models.target import TargetModel
 from priorviz.objectives import Objective, Term, leaves, validate_term
 from priorviz.render import DEFAULT_STEPS, RenderConfig
 from priorviz.statistics import BatchNormStatisticsPrior
-from priorviz.transforms import NO_TRANSFORMS, standard_transforms
+from priorviz.transforms import NO_TRANSFORMS, Transform, standard_transforms
 from priorviz_objectives.proto import field_path
 from service.config import Limits
 
@@ -239,3 +243,141 @@ def check_prior(prior: PriorRequest) -> PriorRun:
 def default_compare_priors() -> list[str]:
     """ "fourier" plus every available learned prior."""
     return ["fourier"] + [name for name, (info, ok) in known_priors().items() if ok and info.kind == PriorKind.LEARNED]
+
+
+# -- Invert --------------------------------------------------------------------------------
+
+MAX_INVERSION_LAYERS = 8
+MAX_TOTAL_VARIATION_WEIGHT = 1000.0
+
+
+@dataclass(frozen=True)
+class ImageRequest:
+    """An image a request brings: uploaded bytes, or ``SET/IMAGE`` naming a member of an offered set."""
+
+    data: bytes
+    named: str
+    field: str
+
+
+@dataclass(frozen=True)
+class InvertRequest:
+    """An Invert request as plain values; 0 and "" mean "the default", as on the wire."""
+
+    image: ImageRequest
+    layers: tuple[tuple[str, float], ...]
+    priors: tuple[PriorRequest, ...]
+    """Empty: fourier alone."""
+    model: str = ""
+    held_out_model: str = ""
+    image_size: int = 0
+    steps: int = 0
+    learning_rate: float = 0.0
+    seed: int = 0
+    preview_steps: tuple[int, ...] = ()
+    total_variation_weight: float = 0.0
+    transforms: bool = False
+
+
+@dataclass(frozen=True)
+class InversionSpec:
+    """A checked Invert request: the decoded photograph and everything ``priorviz.inversion.invert`` needs."""
+
+    model: TargetModel
+    held_out: TargetModel | None
+    photograph: Tensor
+    """(3, H, W) in [0, 1], as decoded."""
+    layers: Mapping[str, float]
+    priors: tuple[PriorRun, ...]
+    size: int
+    steps: int
+    learning_rate: float | None
+    seed: int
+    preview_steps: tuple[int, ...]
+    total_variation_weight: float
+    transforms: Transform
+
+    @property
+    def total_steps(self) -> int:
+        return self.steps * len(self.priors)
+
+
+def check_image(request: ImageRequest, limits: Limits, image_sets: Mapping[str, ImageSet]) -> Tensor:
+    """The decoded image: exactly one source, within the pixel cap, from an offered set when named."""
+    if bool(request.data) == bool(request.named):
+        raise InvalidInputError("give exactly one of data and named", field=request.field)
+    if request.data:
+        return decode_image(request.data, field=f"{request.field}.data", max_pixels=limits.max_input_pixels)
+    return load_named_image(
+        request.named, image_sets, field=f"{request.field}.named", max_pixels=limits.max_input_pixels
+    )
+
+
+def check_invert(
+    request: InvertRequest,
+    limits: Limits,
+    loader: ModelLoader,
+    default_model: str,
+    default_held_out: str,
+    image_sets: Mapping[str, ImageSet],
+) -> InversionSpec:
+    """The inversion an Invert request asks for, checked against ``limits``, the model and the offered image sets."""
+    if len(request.priors) > limits.max_compare_priors:
+        raise InvalidInputError(
+            f"at most {limits.max_compare_priors} priors, got {len(request.priors)}", field="priors"
+        )
+    priors = [check_prior(prior) for prior in request.priors or (PriorRequest("fourier", {}, "priors", "priors"),)]
+    steps = request.steps or DEFAULT_INVERSION_STEPS
+    if not 1 <= steps <= limits.max_steps:
+        raise InvalidInputError(f"must be within 1..{limits.max_steps}, got {request.steps}", field="steps")
+    rate = request.learning_rate
+    if not (rate == 0 or MIN_LEARNING_RATE <= rate <= MAX_LEARNING_RATE):
+        raise InvalidInputError(
+            f"must be 0 or within {MIN_LEARNING_RATE:g}..{MAX_LEARNING_RATE:g}, got {rate!r}", field="learning_rate"
+        )
+    if len(request.preview_steps) > limits.max_preview_steps:
+        raise InvalidInputError(f"at most {limits.max_preview_steps} steps", field="preview_steps")
+    outside = sorted({step for step in request.preview_steps if not 1 <= step <= steps})
+    if outside:
+        raise InvalidInputError(f"steps {outside[:5]} are outside 1..{steps}", field="preview_steps")
+    tv = request.total_variation_weight
+    if not (math.isfinite(tv) and 0 <= tv <= MAX_TOTAL_VARIATION_WEIGHT):
+        raise InvalidInputError(
+            f"must be within 0..{MAX_TOTAL_VARIATION_WEIGHT:g}, got {tv!r}", field="total_variation_weight"
+        )
+    if not 1 <= len(request.layers) <= MAX_INVERSION_LAYERS:
+        raise InvalidInputError(f"give 1..{MAX_INVERSION_LAYERS} layers, got {len(request.layers)}", field="layers")
+    model = load_model(loader, request.model or default_model, "model")
+    known_layers = {layer.name for layer in model.layers}
+    layers: dict[str, float] = {}
+    for index, (name, weight) in enumerate(request.layers):
+        if name not in known_layers:
+            raise NotFoundError(
+                f"model {model.name!r} has no layer {clip_text(name)!r}", field=f"layers[{index}].layer"
+            )
+        if not (math.isfinite(weight) and weight >= 0):
+            raise InvalidInputError(f"must be non-negative and finite, got {weight!r}", field=f"layers[{index}].weight")
+        layers[name] = layers.get(name, 0.0) + (weight or 1.0)
+    size = request.image_size or model.input_size
+    if not limits.min_image_size <= size <= limits.max_image_size:
+        raise InvalidInputError(
+            f"must be within {limits.min_image_size}..{limits.max_image_size}, got {request.image_size}",
+            field="image_size",
+        )
+    held_out_name = request.held_out_model or default_held_out
+    held_out = None if held_out_name == NO_HELD_OUT else load_model(loader, held_out_name, "held_out_model")
+    photograph = check_image(request.image, limits, image_sets)
+    return InversionSpec(
+        model=model,
+        held_out=held_out,
+        photograph=photograph,
+        layers=layers,
+        priors=tuple(priors),
+        size=size,
+        steps=steps,
+        learning_rate=rate or None,
+        seed=request.seed,
+        preview_steps=tuple(sorted(set(request.preview_steps))),
+        total_variation_weight=tv,
+        transforms=standard_transforms() if request.transforms else NO_TRANSFORMS,
+    )
