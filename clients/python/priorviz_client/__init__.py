@@ -29,6 +29,7 @@ from priorviz_client._exceptions import (
     UnavailableError,
     UnimplementedError,
 )
+from priorviz_client._inversion import Inversion, Inversions, InvertOptions, inversion_sheet
 from priorviz_client._report import html_report
 from priorviz_client._requests import RenderOptions
 from priorviz_client._results import (
@@ -85,6 +86,9 @@ __all__ = [
     "FailedPreconditionError",
     "InternalError",
     "InvalidArgumentError",
+    "Inversion",
+    "Inversions",
+    "InvertOptions",
     "Job",
     "Layer",
     "LayerInfo",
@@ -123,6 +127,7 @@ __all__ = [
     "direction",
     "diversity",
     "html_report",
+    "inversion_sheet",
     "layer",
     "load_spec",
     "logit",

@@ -12,6 +12,7 @@ import grpc
 from priorviz_client._base import HEALTH_CHECK, BaseClient, BaseJob, R, Stream, T, Unary
 from priorviz_client._exceptions import CancelledError
 from priorviz_client._health import HealthCheckRequest
+from priorviz_client._inversion import ImageInput, Inversions, InvertOptions, Layers
 from priorviz_client._progress import ProgressBar
 from priorviz_client._requests import Priors, RenderOptions
 from priorviz_client._results import (
@@ -194,6 +195,35 @@ class AsyncClient(BaseClient):
         """The same objective under several priors (default: Fourier and every learned prior), same seed."""
         bar = ProgressBar() if progress else None
         return await _finish(self.compare_stream(objective, priors=priors, timeout=timeout, **options), bar)
+
+    def invert_stream(
+        self,
+        image: ImageInput,
+        layers: Layers,
+        *,
+        priors: Priors | None = None,
+        timeout: float | None = None,
+        **options: Unpack[InvertOptions],
+    ) -> AsyncJob[Inversions]:
+        """Starts an inversion; iterate the job for events (Progress values are relative activation errors)."""
+        return self._start(self._invert(image, layers, priors, options), timeout)
+
+    async def invert(
+        self,
+        image: ImageInput,
+        layers: Layers,
+        *,
+        priors: Priors | None = None,
+        timeout: float | None = None,
+        progress: bool = False,
+        **options: Unpack[InvertOptions],
+    ) -> Inversions:
+        """Rebuilds ``image`` from its activations at ``layers`` under each prior (default fourier), same seed.
+
+        ``image``: PNG/JPEG bytes, a file, a PIL image or ``"imagenet_samples/chelsea"`` (a server's image set).
+        """
+        bar = ProgressBar() if progress else None
+        return await _finish(self.invert_stream(image, layers, priors=priors, timeout=timeout, **options), bar)
 
     # -- I/O -----------------------------------------------------------------------------
 

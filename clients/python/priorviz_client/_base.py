@@ -21,6 +21,7 @@ from priorviz_client._connection import DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_UNARY
 from priorviz_client._convert import CompareEvents, VisualizeEvents, model_info, model_summary, prior_info
 from priorviz_client._exceptions import DeadlineExceededError, RpcError, UnavailableError, from_rpc_error
 from priorviz_client._health import CHECK_METHOD, HealthCheckRequest, HealthCheckResponse, status_name
+from priorviz_client._inversion import ImageInput, Inversions, InvertEvents, InvertOptions, Layers, invert_request
 from priorviz_client._proto.priorviz.v1 import priorviz_pb2 as pb
 from priorviz_client._proto.priorviz.v1.priorviz_pb2_grpc import VisualizerStub
 from priorviz_client._requests import Priors, RenderOptions, compare_request, visualize_request
@@ -39,7 +40,7 @@ from priorviz_client._results import (
 from priorviz_objectives import Objective
 
 T = TypeVar("T")
-R = TypeVar("R", Visualization, Comparison)
+R = TypeVar("R", Visualization, Comparison, Inversions)
 
 HEALTH_CHECK = "Health/Check"
 """The health check's name in errors and in the table of RPCs (it is not a Visualizer method)."""
@@ -58,7 +59,7 @@ class Unary(Generic[T]):
 
 @dataclass(frozen=True)
 class Stream(Generic[R]):
-    """A Visualize or Compare call: which RPC, its request, and the translator of its messages into events."""
+    """A Visualize, Compare or Invert call: which RPC, its request, and the translator of its messages into events."""
 
     method: str
     request: Any
@@ -220,6 +221,7 @@ class BaseClient(abc.ABC):
             "Visualize": stub.Visualize,
             "Compare": stub.Compare,
             "GetServerInfo": stub.GetServerInfo,
+            "Invert": stub.Invert,
             HEALTH_CHECK: channel.unary_unary(
                 CHECK_METHOD,
                 request_serializer=HealthCheckRequest.SerializeToString,
@@ -277,3 +279,7 @@ class BaseClient(abc.ABC):
     @staticmethod
     def _compare(objective: Objective | str, priors: Priors | None, options: RenderOptions) -> Stream[Comparison]:
         return Stream("Compare", compare_request(objective, priors, options), CompareEvents().event)
+
+    @staticmethod
+    def _invert(image: ImageInput, layers: Layers, priors: Priors | None, options: InvertOptions) -> Stream[Inversions]:
+        return Stream("Invert", invert_request(image, layers, priors, options), InvertEvents().event)

@@ -6,6 +6,7 @@
     priorviz health --wait 120
     priorviz visualize blocks.10:17 --prior fourier --steps 256 --out out/ch17
     priorviz compare logit:1 blocks.10:17 --steps 128 --size 128 --out out/report
+    priorviz invert imagenet_samples/chelsea --layer blocks.5 --prior fourier --prior gan_faces --out out/cat
     priorviz study run study.toml --target 10.0.0.5:50051 --target 10.0.0.6:50051 --db study.db
 
 The server address comes from ``--target`` or $PRIORVIZ_TARGET, the token from ``--token``
@@ -26,6 +27,7 @@ from priorviz_client._artifacts import save_comparisons, save_results
 from priorviz_client._client import Client, Job
 from priorviz_client._connection import DEFAULT_TARGET, TARGET_ENV, TOKEN_ENV
 from priorviz_client._exceptions import PriorvizError
+from priorviz_client._inversion import ImageInput, InvertOptions, save_inversions
 from priorviz_client._metric_labels import format_metric, ordered_metrics
 from priorviz_client._progress import ProgressBar
 from priorviz_client._requests import RenderOptions
@@ -121,8 +123,43 @@ def build_parser() -> argparse.ArgumentParser:
     )
     compare.add_argument("--out", type=Path, required=True, help="folder for the results")
     _add_render_options(compare)
+    _add_invert_parser(commands)
     add_study_parser(commands)
     return parser
+
+
+def _layer_weight(text: str) -> tuple[str, float]:
+    """``blocks.5`` (weight 1) or ``blocks.5=0.5``."""
+    name, separator, weight = text.partition("=")
+    try:
+        return name, float(weight) if separator else 1.0
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected LAYER or LAYER=WEIGHT, got {text!r}") from None
+
+
+def _add_invert_parser(commands: Any) -> None:
+    invert = commands.add_parser(
+        "invert", help="rebuild a photograph from its activations under each prior: PNGs, contact sheet, JSON, HTML"
+    )
+    invert.add_argument(
+        "image", help="a PNG or JPEG file, or SET/IMAGE from a server's image set (imagenet_samples/chelsea)"
+    )
+    invert.add_argument(
+        "--layer", dest="layers", action="append", type=_layer_weight, required=True, metavar="LAYER[=WEIGHT]"
+    )
+    invert.add_argument("--prior", dest="priors", action="append", metavar="NAME", help="repeat (default: fourier)")
+    invert.add_argument("--out", type=Path, required=True, help="folder for the results")
+    group = invert.add_argument_group("inversion options (left out: the server's defaults)")
+    group.add_argument("--model", help="target model (default: the server's default model)")
+    group.add_argument("--steps", type=int, help="optimization steps per prior (server default 128)")
+    group.add_argument("--size", type=int, help="image side in pixels (default: the model's input size)")
+    group.add_argument("--seed", type=int, default=0, help="seed of every random draw (default 0)")
+    group.add_argument("--learning-rate", type=float, help="Adam learning rate (default: the prior's preferred)")
+    group.add_argument("--total-variation-weight", type=float, help="weight of a total-variation penalty")
+    group.add_argument("--transforms", action="store_true", help="random transforms at each step (default off)")
+    group.add_argument("--held-out-model", help="model for the transferability metric; 'none' skips it")
+    group.add_argument("--deadline", type=float, help="seconds after which the server stops the job")
+    group.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
 def _client(args: argparse.Namespace) -> Client:
@@ -296,6 +333,24 @@ def _save_comparisons(client: Client, args: argparse.Namespace, comparisons: Seq
     print(f"wrote {len(files.images)} images, {files.contact_sheet}, {files.metrics} and {files.report}")
 
 
+def _invert(client: Client, args: argparse.Namespace) -> int:
+    path = Path(args.image)
+    image: ImageInput = path if path.is_file() else args.image
+    options: InvertOptions = {"seed": args.seed, "transforms": args.transforms}
+    for name in ("model", "steps", "size", "learning_rate", "total_variation_weight", "held_out_model"):
+        value = getattr(args, name)
+        if value is not None:
+            options[name] = value  # type: ignore[literal-required]
+    job = client.invert_stream(image, dict(args.layers), priors=args.priors, timeout=args.deadline, **options)
+    inversions = _run(job, _progress_bar(args, ""))
+    settings = {"server": client.connection.target, "image": args.image, **options}
+    files = save_inversions(args.out, inversions, settings)
+    for result in inversions.results:
+        print(f"{result.prior} ({result.prior_kind.value}): relative error {result.final_relative_error:.3f}")
+    print(f"wrote {len(files.images)} images, {files.contact_sheet}, {files.metrics} and {files.report}")
+    return 0
+
+
 _COMMANDS: dict[str, Callable[[Client, argparse.Namespace], int]] = {
     "models": _models,
     "layers": _layers,
@@ -303,6 +358,7 @@ _COMMANDS: dict[str, Callable[[Client, argparse.Namespace], int]] = {
     "health": _health,
     "visualize": _visualize,
     "compare": _compare,
+    "invert": _invert,
 }
 
 
