@@ -62,6 +62,11 @@ class Parameterization(nn.Module, ABC):
         """Called before the first step with the class each image's objective targets (None: no
         class), for class-conditional generators that start at that class; ignored by default."""
 
+    def start_from(self, images: Tensor) -> bool:
+        """Set the parameters so that ``forward()`` draws ``images`` ((batch, 3, H, W) in [0, 1]) exactly; False
+        when this parameterization has no exact inverse (the engine then fits its parameters to the images)."""
+        return False
+
     def extra_images(self) -> dict[str, Tensor]:
         """Named images that come with the result beside the main ones, read once the run is over (MACO's
         transparency map); each shaped like ``forward()``'s output, (batch, 3, H, W) in [0, 1]. None by default."""

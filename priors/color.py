@@ -31,3 +31,12 @@ def to_valid_rgb(channels: Tensor, *, decorrelate: bool) -> Tensor:
     if decorrelate:
         channels = decorrelate_colors(channels)
     return torch.sigmoid(channels)
+
+
+def from_valid_rgb(images: Tensor, *, decorrelate: bool, eps: float = 1e-4) -> Tensor:
+    """The channels that ``to_valid_rgb`` maps to ``images`` (clamped into (eps, 1 - eps) first)."""
+    channels = torch.logit(images.clamp(eps, 1 - eps))
+    if decorrelate:
+        inverse = torch.linalg.inv(COLOR_CORRELATION_NORMALIZED.double()).to(device=images.device, dtype=images.dtype)
+        channels = torch.einsum("ck,bkhw->bchw", inverse, channels)
+    return channels

@@ -12,7 +12,7 @@ import torch
 from torch import Tensor, nn
 
 from priors.base import Parameterization, PriorInfo, PriorKind, register_prior
-from priors.color import to_valid_rgb
+from priors.color import from_valid_rgb, to_valid_rgb
 from priors.options import Option
 
 INIT_STD = 0.01
@@ -54,6 +54,13 @@ class FourierImage(Parameterization):
         coefficients = torch.view_as_complex(self.spectrum) * self.scale
         channels = torch.fft.irfft2(coefficients, s=(self.height, self.width), norm="ortho") / OUTPUT_SCALE
         return to_valid_rgb(channels, decorrelate=self.decorrelate)
+
+    def start_from(self, images: Tensor) -> bool:
+        channels = from_valid_rgb(images.to(self.spectrum), decorrelate=self.decorrelate) * OUTPUT_SCALE
+        coefficients = torch.fft.rfft2(channels, s=(self.height, self.width), norm="ortho") / self.scale
+        with torch.no_grad():
+            self.spectrum.copy_(torch.view_as_real(coefficients))
+        return True
 
 
 @register_prior(

@@ -6,7 +6,7 @@ import torch
 from torch import Tensor, nn
 
 from priors.base import Parameterization, PriorInfo, PriorKind, register_prior
-from priors.color import to_valid_rgb
+from priors.color import from_valid_rgb, to_valid_rgb
 from priors.options import Option
 
 INIT_STD = 0.01
@@ -29,6 +29,11 @@ class PixelImage(Parameterization):
 
     def forward(self) -> Tensor:
         return to_valid_rgb(self.pixels, decorrelate=self.decorrelate)
+
+    def start_from(self, images: Tensor) -> bool:
+        with torch.no_grad():
+            self.pixels.copy_(from_valid_rgb(images.to(self.pixels), decorrelate=self.decorrelate))
+        return True
 
 
 @register_prior(

@@ -106,6 +106,32 @@ def build_prior(
         raise InvalidInputError(clip_text(str(error)), field="prior_options") from error
 
 
+INIT_FIT_STEPS = 200
+"""Adam steps a prior without an exact inverse takes to draw an initial image (pixel-space mean squared error)."""
+
+
+def start_from_images(param: Parameterization, images: Tensor, fit_steps: int = INIT_FIT_STEPS) -> None:
+    """Make ``param`` draw ``images`` ((batch, 3, H, W) in [0, 1]) before the first step.
+
+    Pixel and Fourier parameterizations are inverted exactly; any other (a generator's latent) is
+    fitted by Adam on the pixel-space mean squared error, keeping to its latent penalty and range.
+    """
+    if param.start_from(images):
+        return
+    with torch.no_grad():
+        images = images.to(param())  # the device and dtype the prior draws in
+    trainable = [p for p in param.parameters() if p.requires_grad]
+    if not trainable or param.owns_update:
+        raise InvalidInputError(f"{type(param).__name__} cannot start from an image", field="init_image")
+    optimizer = torch.optim.Adam(trainable, lr=param.preferred_learning_rate() or DEFAULT_LEARNING_RATE)
+    for _ in range(fit_steps):
+        optimizer.zero_grad(set_to_none=True)
+        loss = (param() - images).pow(2).mean() + param.regularization()
+        loss.backward()
+        optimizer.step()
+        param.after_step()
+
+
 def render(
     model: TargetModel | str,
     objective: Objective | str,
@@ -121,6 +147,7 @@ def render(
     progress: ProgressCallback | None = None,
     should_stop: StopCheck | None = None,
     keep_snapshots: bool = True,
+    init_images: Tensor | None = None,
 ) -> RenderResult:
     """Maximize ``objective`` on ``model`` by optimizing the images of ``prior``.
 
@@ -130,8 +157,10 @@ def render(
     ``regularizer`` is added to what is maximized but left out of the reported values (e.g.
     the batch-norm statistics prior). Snapshots go to ``progress`` and, with ``keep_snapshots``,
     into the result; a caller that streams them (a server: up to hundreds of MB of float images
-    per job at its limits) keeps none. Raises ``ComputationError`` when the objective stops
-    being finite, ``RenderCancelled`` when ``should_stop`` says so.
+    per job at its limits) keeps none. ``init_images`` ((batch, 3, size, size) in [0, 1]) are where
+    the optimization starts (DeepDream from a photograph; see ``start_from_images``). Raises
+    ``ComputationError`` when the objective stops being finite, ``RenderCancelled`` when
+    ``should_stop`` says so.
     """
     if isinstance(model, str):
         model = get_model(model)
@@ -148,6 +177,8 @@ def render(
     else:
         param = prior
     param.start_at_classes([targets[0] if targets else None for targets in target_classes(objective, batch)])
+    if init_images is not None:
+        start_from_images(param, init_images)
     learning_rate = config.learning_rate or param.preferred_learning_rate() or DEFAULT_LEARNING_RATE
     trainable = [p for p in param.parameters() if p.requires_grad]
     if not trainable and not param.owns_update:

@@ -36,6 +36,7 @@ from service.validation import (
 )
 
 Event = TypeVar("Event")
+INIT_IMAGE_FIELD = "settings.init_image"
 PRIOR_KINDS = {PriorKind.UNCONSTRAINED: pb.PRIOR_KIND_UNCONSTRAINED, PriorKind.LEARNED: pb.PRIOR_KIND_LEARNED}
 
 
@@ -71,6 +72,9 @@ def render_request(settings: pb.RenderSettings, priors: tuple[PriorRequest, ...]
         preview_steps=tuple(settings.preview_steps),
         transforms=settings.transforms != pb.TRANSFORM_MODE_NONE,
         statistics_prior_weight=settings.statistics_prior_weight,
+        init_image=image_request(settings.init_image, "settings.init_image")
+        if settings.HasField("init_image")
+        else None,
     )
 
 
@@ -231,7 +235,7 @@ def invert_request(request: pb.InvertRequest) -> InvertRequest:
         for index, choice in enumerate(request.priors)
     )
     return InvertRequest(
-        image=ImageRequest(request.image.data, request.image.named, "image"),
+        image=image_request(request.image, "image"),
         layers=tuple((layer.layer, layer.weight) for layer in request.layers),
         priors=priors,
         model=request.model,
@@ -244,6 +248,10 @@ def invert_request(request: pb.InvertRequest) -> InvertRequest:
         total_variation_weight=request.total_variation_weight,
         transforms=request.transforms == pb.TRANSFORM_MODE_STANDARD,
     )
+
+
+def image_request(image: pb.InputImage, field: str) -> ImageRequest:
+    return ImageRequest(image.data, image.named, field)
 
 
 def invert_events(spec: InversionSpec, event: InversionEvent) -> list[pb.InvertEvent]:

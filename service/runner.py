@@ -132,6 +132,7 @@ def _render(spec: JobSpec, index: int, emit: EmitEvent, should_stop: StopCheck, 
             progress=observed,
             should_stop=should_stop,
             keep_snapshots=False,  # each preview is sent as PNG when it is taken
+            init_images=spec.init_images,
         )
     except PriorvizError as error:
         error.field = _request_field(error.field, prior)
@@ -140,7 +141,8 @@ def _render(spec: JobSpec, index: int, emit: EmitEvent, should_stop: StopCheck, 
 
 def _request_field(field: str | None, prior: PriorRun) -> str | None:
     """The request field behind one of ``render``'s arguments (the prior's name and options)."""
-    return {"prior": prior.name_field, "prior_options": prior.options_field}.get(field or "", field)
+    fields = {"prior": prior.name_field, "prior_options": prior.options_field, "init_image": "settings.init_image"}
+    return fields.get(field or "", field)
 
 
 def _measure(spec: JobSpec, index: int, rendered: RenderResult, transform_samples: int) -> PriorResult:

@@ -310,7 +310,7 @@ class PriorvizServer:
     def check(self, request: RenderRequest) -> JobSpec:
         """The job a decoded request asks for, checked against this server's limits and models."""
         return validation.check_request(
-            request, self.config.limits, self.load_model, self.default_model, self.default_held_out
+            request, self.config.limits, self.load_model, self.default_model, self.default_held_out, self.image_sets
         )
 
     def check_invert(self, request: InvertRequest) -> InversionSpec:

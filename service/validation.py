@@ -19,7 +19,7 @@ from priors.base import PriorInfo, PriorKind, list_priors
 from priors.options import OptionError
 from priorviz.errors import InvalidInputError, NotFoundError, PriorvizError, clip_text
 from priorviz.image_input import ImageSet, decode_image, load_named_image
-from priorviz.inversion import DEFAULT_INVERSION_STEPS
+from priorviz.inversion import DEFAULT_INVERSION_STEPS, resize_photograph
 from priorviz.models.target import TargetModel
 from priorviz.objectives import Objective, Term, leaves, validate_term
 from priorviz.render import DEFAULT_STEPS, RenderConfig
@@ -58,6 +58,15 @@ class ObjectiveRequest:
 
 
 @dataclass(frozen=True)
+class ImageRequest:
+    """An image a request brings: uploaded bytes, or ``SET/IMAGE`` naming a member of an offered set."""
+
+    data: bytes
+    named: str
+    field: str
+
+
+@dataclass(frozen=True)
 class RenderRequest:
     """A Visualize or Compare request as plain values; 0 and "" mean "the default", as on the wire."""
 
@@ -74,6 +83,7 @@ class RenderRequest:
     preview_steps: tuple[int, ...] = ()
     transforms: bool = True
     statistics_prior_weight: float = 0.0
+    init_image: ImageRequest | None = None
 
 
 @dataclass(frozen=True)
@@ -101,6 +111,8 @@ class JobSpec:
     priors: tuple[PriorRun, ...]
     regularizer: Term | None = None
     """The statistics prior, when the request gives it a weight."""
+    init_images: Tensor | None = None
+    """(batch, 3, size, size) in [0, 1]: where every prior starts, when the request brings an init_image."""
 
     @property
     def total_steps(self) -> int:
@@ -127,7 +139,12 @@ def load_model(loader: ModelLoader, name: str, field: str) -> TargetModel:
 
 
 def check_request(
-    request: RenderRequest, limits: Limits, loader: ModelLoader, default_model: str, default_held_out: str
+    request: RenderRequest,
+    limits: Limits,
+    loader: ModelLoader,
+    default_model: str,
+    default_held_out: str,
+    image_sets: Mapping[str, ImageSet] | None = None,
 ) -> JobSpec:
     """The job a Visualize or Compare request asks for, checked against ``limits`` and the models."""
     if len(request.priors) > limits.max_compare_priors:
@@ -184,7 +201,13 @@ def check_request(
         snapshot_steps=tuple(sorted(set(previews))),
     )
     regularizer = check_statistics_prior(request.statistics_prior_weight, model)
-    return JobSpec(model, held_out, request.objective.objective, batch, size, config, tuple(priors), regularizer)
+    init_images = None
+    if request.init_image is not None:
+        photograph = check_image(request.init_image, limits, image_sets or {})
+        init_images = resize_photograph(photograph, size).expand(batch, -1, -1, -1)
+    return JobSpec(
+        model, held_out, request.objective.objective, batch, size, config, tuple(priors), regularizer, init_images
+    )
 
 
 def check_statistics_prior(weight: float, model: TargetModel) -> Term | None:
@@ -249,15 +272,6 @@ def default_compare_priors() -> list[str]:
 
 MAX_INVERSION_LAYERS = 8
 MAX_TOTAL_VARIATION_WEIGHT = 1000.0
-
-
-@dataclass(frozen=True)
-class ImageRequest:
-    """An image a request brings: uploaded bytes, or ``SET/IMAGE`` naming a member of an offered set."""
-
-    data: bytes
-    named: str
-    field: str
 
 
 @dataclass(frozen=True)

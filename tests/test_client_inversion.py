@@ -13,7 +13,16 @@ from blocking_async import Blocking, EventLoopThread
 from client_server import SIDE, serving
 from PIL import Image
 
-from priorviz_client import AsyncClient, Client, InvalidArgumentError, Inversions, PriorKind, Progress, Queued
+from priorviz_client import (
+    AsyncClient,
+    Client,
+    InvalidArgumentError,
+    Inversions,
+    NotFoundError,
+    PriorKind,
+    Progress,
+    Queued,
+)
 from priorviz_client._cli import main
 from service.server import PriorvizServer
 
@@ -66,6 +75,17 @@ def test_invert_uploads_a_pil_image_and_refuses_corrupt_bytes(client: Client) ->
     assert result.results[0].prior == "fourier" and dict(result.layers) == {"blocks.3": 2.0}
     with pytest.raises(InvalidArgumentError, match=r"image\.data"):
         client.invert(b"GIF89a not an image", "blocks.5", steps=2, size=SIDE)
+
+
+def test_compare_starts_from_an_init_image(client: Client) -> None:
+    photograph = Image.new("RGB", (SIDE, SIDE), (30, 90, 200))
+    comparison = client.compare(
+        "layer:blocks.8", priors=["pixel"], steps=2, size=SIDE, preview_steps=[1], init_image=photograph
+    )
+    start = comparison["pixel"].previews[1][0]
+    assert max(abs(a - b) for a, b in zip(start.getpixel((5, 5)), (30, 90, 200), strict=True)) <= 1
+    with pytest.raises(NotFoundError, match=r"settings\.init_image\.named"):
+        client.compare("layer:blocks.8", priors=["pixel"], steps=2, size=SIDE, init_image="imagenet_samples/nothing")
 
 
 def test_cli_invert_writes_images_a_contact_sheet_and_the_report(

@@ -67,8 +67,20 @@ def _add_render_options(parser: argparse.ArgumentParser) -> None:
         type=float,
         help="add the batch-norm statistics prior (DeepInversion) with this weight",
     )
+    group.add_argument(
+        "--init-image",
+        metavar="IMAGE",
+        help="start from this PNG/JPEG file or SET/IMAGE of a server's image set instead of noise (DeepDream of a "
+        "photograph)",
+    )
     group.add_argument("--deadline", type=float, help="seconds after which the server stops the job")
     group.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def _image_argument(text: str) -> ImageInput:
+    """A file when one exists at ``text``, else ``SET/IMAGE`` of the server's image sets."""
+    path = Path(text)
+    return path if path.is_file() else text
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -181,6 +193,8 @@ def _render_options(args: argparse.Namespace) -> RenderOptions:
             options[name] = value  # type: ignore[literal-required]
     if args.preview_steps:
         options["preview_steps"] = args.preview_steps
+    if args.init_image:
+        options["init_image"] = _image_argument(args.init_image)
     return options
 
 
@@ -297,6 +311,8 @@ def _visualize(client: Client, args: argparse.Namespace) -> int:
 def _settings(args: argparse.Namespace, client: Client) -> dict[str, object]:
     settings: dict[str, object] = {"server": client.connection.target}
     settings.update(_render_options(args))
+    if args.init_image:
+        settings["init_image"] = args.init_image  # as given: a file name or SET/IMAGE, not the bytes
     return settings
 
 
@@ -334,8 +350,7 @@ def _save_comparisons(client: Client, args: argparse.Namespace, comparisons: Seq
 
 
 def _invert(client: Client, args: argparse.Namespace) -> int:
-    path = Path(args.image)
-    image: ImageInput = path if path.is_file() else args.image
+    image = _image_argument(args.image)
     options: InvertOptions = {"seed": args.seed, "transforms": args.transforms}
     for name in ("model", "steps", "size", "learning_rate", "total_variation_weight", "held_out_model"):
         value = getattr(args, name)

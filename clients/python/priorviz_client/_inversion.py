@@ -7,7 +7,6 @@ the server offers (``imagenet_samples/chelsea``), so that no upload is needed fo
 from __future__ import annotations
 
 import html
-import io
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -18,11 +17,9 @@ from PIL import Image, ImageDraw, ImageFont
 
 from priorviz_client._convert import _PRIOR_KINDS, _preview, _progress, decode_png
 from priorviz_client._proto.priorviz.v1 import priorviz_pb2 as pb
-from priorviz_client._requests import Priors, _prior_choices
+from priorviz_client._requests import ImageInput, Priors, _prior_choices, input_image
 from priorviz_client._results import Event, PriorKind, Queued, frozen_mapping
 
-ImageInput = bytes | Path | Image.Image | str
-"""PNG/JPEG bytes, a file, a PIL image, or ``"SET/IMAGE"`` naming a photograph of a server's image set."""
 Layers = str | Iterable[str] | Mapping[str, float]
 """One layer, several (weighed equally), or layers mapped to their weights."""
 
@@ -77,21 +74,6 @@ class Inversions:
             if result.prior == prior:
                 return result
         raise KeyError(f"no inversion under prior {prior!r}; there are {[r.prior for r in self.results]}")
-
-
-def input_image(image: ImageInput) -> pb.InputImage:
-    """The wire's image: bytes as they are, a file's bytes, a PIL image as PNG, a string as a set member."""
-    if isinstance(image, bytes):
-        return pb.InputImage(data=image)
-    if isinstance(image, Path):
-        return pb.InputImage(data=image.read_bytes())
-    if isinstance(image, Image.Image):
-        buffer = io.BytesIO()
-        image.convert("RGB").save(buffer, format="PNG")
-        return pb.InputImage(data=buffer.getvalue())
-    if isinstance(image, str) and "/" in image:
-        return pb.InputImage(named=image)
-    raise TypeError(f"expected bytes, a Path, a PIL image or 'SET/IMAGE', got {image!r}")
 
 
 def invert_request(

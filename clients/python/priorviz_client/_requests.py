@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import TypedDict
+
+from PIL import Image
 
 from priorviz_client._convert import objective_to_proto
 from priorviz_client._proto.priorviz.v1 import priorviz_pb2 as pb
@@ -16,6 +20,9 @@ Priors = Iterable[str] | Mapping[str, Mapping[str, object]]
 (``PriorInfo.options``); the server refuses an unknown key or a value out of range with
 ``InvalidArgumentError`` before the job is queued.
 """
+
+ImageInput = bytes | Path | Image.Image | str
+"""PNG/JPEG bytes, a file, a PIL image, or ``"SET/IMAGE"`` naming a photograph of a server's image set."""
 
 
 class RenderOptions(TypedDict, total=False):
@@ -41,6 +48,9 @@ class RenderOptions(TypedDict, total=False):
     """Model measuring transferability; "none" skips that metric (default: the server's)."""
     statistics_prior_weight: float
     """Weight of the batch-norm statistics prior (DeepInversion) added to every prior of the job; 0 is off."""
+    init_image: ImageInput
+    """Start from this photograph instead of noise (DeepDream of a photograph): pixel and Fourier start from it
+    exactly, a learned prior from its latent fitted to it."""
 
 
 def render_settings(objective: Objective | str, options: RenderOptions) -> pb.RenderSettings:
@@ -59,6 +69,8 @@ def render_settings(objective: Objective | str, options: RenderOptions) -> pb.Re
         held_out_model=options.get("held_out_model") or "",
         statistics_prior_weight=options.get("statistics_prior_weight") or 0.0,
     )
+    if "init_image" in options:
+        settings.init_image.CopyFrom(input_image(options["init_image"]))
     if isinstance(objective, Objective):
         settings.objective.CopyFrom(objective_to_proto(objective))
     elif isinstance(objective, str) and objective.strip():
@@ -66,6 +78,21 @@ def render_settings(objective: Objective | str, options: RenderOptions) -> pb.Re
     else:
         raise ObjectiveError(f"expected an Objective or its text form, got {objective!r}")
     return settings
+
+
+def input_image(image: ImageInput) -> pb.InputImage:
+    """The wire's image: bytes as they are, a file's bytes, a PIL image as PNG, a string as a set member."""
+    if isinstance(image, bytes):
+        return pb.InputImage(data=image)
+    if isinstance(image, Path):
+        return pb.InputImage(data=image.read_bytes())
+    if isinstance(image, Image.Image):
+        buffer = io.BytesIO()
+        image.convert("RGB").save(buffer, format="PNG")
+        return pb.InputImage(data=buffer.getvalue())
+    if isinstance(image, str) and "/" in image:
+        return pb.InputImage(named=image)
+    raise TypeError(f"expected bytes, a Path, a PIL image or 'SET/IMAGE', got {image!r}")
 
 
 def visualize_request(
