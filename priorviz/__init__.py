@@ -8,7 +8,8 @@
 The parts, each in the module named after it: ``models`` (the registry of target
 classifiers), ``objectives`` (what to maximize: the kinds, their text form and algebra come from
 the torch-free ``priorviz_objectives`` package that the client SDK shares; the evaluators are here),
-``transforms`` (transformation robustness), ``render`` (the loop), ``regularizers`` and
+``transforms`` (transformation robustness), ``render`` (the loop), ``inversion`` (feature inversion of a
+photograph), ``image_input`` (photographs from requests and image sets), ``regularizers`` and
 ``statistics`` (image penalties and the batch-norm statistics prior), ``metrics`` and
 ``spectrum`` (the metric panel), ``seeding``, ``images`` (PNG-ready tensors and contact
 sheets) and ``errors``. Image parameterizations and generators live in the ``priors``
@@ -16,6 +17,7 @@ package. Importing priorviz imports no gRPC, protobuf or Prometheus module.
 """
 
 from priorviz import errors, objectives
+from priorviz.inversion import InversionResult, invert
 from priorviz.metrics import MetricPanel, measure
 from priorviz.models import TargetModel, get_model, list_models, register_model
 from priorviz.objectives import parse_objective
@@ -23,12 +25,14 @@ from priorviz.render import RenderConfig, RenderResult, render
 from priorviz.transforms import standard_transforms
 
 __all__ = [
+    "InversionResult",
     "MetricPanel",
     "RenderConfig",
     "RenderResult",
     "TargetModel",
     "errors",
     "get_model",
+    "invert",
     "list_models",
     "measure",
     "objectives",
