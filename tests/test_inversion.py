@@ -255,3 +255,13 @@ def test_a_corrupt_init_image_is_refused_naming_it(server: PriorvizServer) -> No
         error = error_of(lambda: stub.Compare(request))
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert error.details().startswith("settings.init_image.data:")
+
+
+def test_a_server_offers_the_image_sets_it_is_given(tmp_path: Path) -> None:
+    (tmp_path / "red.jpg").write_bytes(png_bytes(40, 40))  # named .jpg, holding a PNG: decoded by content
+    with running_server(server_config(image_sets=(("mine", str(tmp_path)),))) as own, stub_for(own) as stub:
+        events = list(stub.Invert(invert_request(pb.InputImage(named="mine/red"), steps=1)))
+        missing = error_of(lambda: stub.Invert(invert_request(pb.InputImage(named="mine/blue"), steps=1)))
+    target = Image.open(io.BytesIO(events[-1].result.target.png)).convert("RGB")
+    assert target.getpixel((10, 10)) == (200, 40, 40)
+    assert missing.code() == grpc.StatusCode.NOT_FOUND and "red" in missing.details()
