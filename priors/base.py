@@ -96,6 +96,8 @@ class PriorInfo:
     licence: str = ""
     options: tuple[Option, ...] = ()
     """The options a builder accepts, each with its type, range, default and meaning."""
+    unavailable_reason: str = ""
+    """Why a registered prior cannot be used here (a user's folder that failed to load); empty when it can."""
 
     def option_help(self) -> dict[str, str]:
         """Option name -> the one line that ListPriors shows."""
@@ -164,6 +166,8 @@ def get_prior(
     info = prior_info(name)
     _, builder, available = _PRIORS[name]
     if not available():
-        raise PriorNotFoundError(f"prior {name!r} is registered but its model is not installed here")
+        raise PriorNotFoundError(
+            f"prior {name!r} is unavailable here: {info.unavailable_reason or 'its model is not installed'}"
+        )
     parsed = info.parse_options(options)
     return builder(batch, height, width, generator=generator, device=torch.device(device), **parsed)

@@ -46,9 +46,9 @@ def _local_subfolder(directory: Path, class_name: str, subfolders: Sequence[str]
             declared = json.loads(config_path.read_text()).get("_class_name")
         except (OSError, ValueError) as error:
             raise DiffusersModelError(config_path, f"unreadable config ({error})") from None
-        if declared in (None, class_name):
+        if declared == class_name:
             return subfolder
-        found.append(f"{config_path} declares {declared}")
+        found.append(f"{config_path} declares {declared or 'no _class_name'}")
     where = ", ".join(f"{name}/" for name in subfolders)
     detail = "; ".join(found) if found else f"no {CONFIG_FILE} in it or in {where}"
     raise DiffusersModelError(directory, f"holds no {class_name} ({detail})")

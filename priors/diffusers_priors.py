@@ -26,7 +26,14 @@ from priors.decoder import (
 )
 from priors.decoder import PIPELINE_SUBFOLDERS as DECODER_SUBFOLDERS
 from priors.diffusers_loading import DiffusersModelError, resolve_source
-from priors.diffusion import DIFFUSION_OPTIONS, build_diffusion_prior, native_side, unet_config
+from priors.diffusion import (
+    CLASS_LABEL_OPTION,
+    DIFFUSION_OPTIONS,
+    build_diffusion_prior,
+    class_count,
+    native_side,
+    unet_config,
+)
 from priors.diffusion import PIPELINE_SUBFOLDERS as UNET_SUBFOLDERS
 
 DIFFUSION_KIND = "unet"
@@ -65,15 +72,17 @@ def register_diffusers_prior(
     source = str(source)
     if kind == DIFFUSION_KIND:
         config = unet_config(source, allow_download=allow_download)
-        side = native_side(config)
+        side, classes = native_side(config), class_count(config)
+        conditioning = f", class-conditional over {classes} labels" if classes else ""
         info = PriorInfo(
             name=name,
             kind=PriorKind.LEARNED,
-            description=description or f"guided DDIM sampling of the diffusers UNet at {source} ({side}x{side}, resized)",
+            description=description
+            or f"guided DDIM sampling of the diffusers UNet at {source} ({side}x{side}, resized{conditioning})",
             output_size=side,
             latent_shape=(3, side, side),
             licence=licence,
-            options=DIFFUSION_OPTIONS,
+            options=(*DIFFUSION_OPTIONS, CLASS_LABEL_OPTION) if classes else DIFFUSION_OPTIONS,
         )
         availability = functools.partial(_still_there, source, "UNet2DModel", UNET_SUBFOLDERS, allow_download)
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -36,6 +37,7 @@ from priors.options import Option
 DEFAULT_SAMPLING_STEPS = 50
 DEFAULT_GUIDANCE_SCALE = 0.5
 MAX_SAMPLING_STEPS = 1000
+RANDOM_CLASS = -1
 PIPELINE_SUBFOLDERS = ("unet",)
 SCHEDULER_SUBFOLDER = "scheduler"
 SCHEDULER_FILE = "scheduler_config.json"
@@ -74,13 +76,21 @@ def load_ddim_scheduler(source: str | Path, *, allow_download: bool = False):
 
 
 def check_unet_config(source: str | Path, config: dict[str, object]) -> None:
-    """Only unconditional, pixel-space UNets can be guided here; say so before loading weights."""
-    if config.get("num_class_embeds") or config.get("class_embed_type"):
-        raise DiffusersModelError(source, "is a class-conditional UNet; only unconditional UNets are supported")
+    """Only pixel-space UNets, unconditional or with a class-label table, can be guided here; say so before loading."""
+    if config.get("class_embed_type"):
+        raise DiffusersModelError(
+            source, f"conditions on class_embed_type {config.get('class_embed_type')!r}; only integer class labels "
+            "(num_class_embeds) are supported"
+        )
     if config.get("in_channels", 3) != 3:
         raise DiffusersModelError(
             source, f"has {config.get('in_channels')} input channels; only pixel-space (RGB) UNets are supported"
         )
+
+
+def class_count(config: dict[str, object]) -> int:
+    """How many class labels a class-conditional UNet takes; 0 for an unconditional one."""
+    return int(config.get("num_class_embeds") or 0)  # type: ignore[call-overload]
 
 
 def native_side(config: dict[str, object]) -> int:
@@ -104,6 +114,7 @@ class GuidedDiffusionImage(Parameterization):
         scheduler,
         sampling_steps: int = DEFAULT_SAMPLING_STEPS,
         guidance_scale: float = DEFAULT_GUIDANCE_SCALE,
+        class_label: int = RANDOM_CLASS,
     ) -> None:
         super().__init__(batch, height, width)
         if not 1 <= sampling_steps <= min(MAX_SAMPLING_STEPS, scheduler.config.num_train_timesteps):
@@ -122,8 +133,18 @@ class GuidedDiffusionImage(Parameterization):
         alphas = scheduler.alphas_cumprod.double()
         levels = [float(alphas[t]) for t in self.timesteps] + [float(scheduler.final_alpha_cumprod)]
         self.register_buffer("alpha_bars", torch.tensor(levels, dtype=torch.float32), persistent=False)
-        side = native_side(dict(unet.config))
+        config = dict(unet.config)
+        side = native_side(config)
         self.register_buffer("noisy", torch.randn((batch, 3, side, side), generator=generator))
+        self.classes = class_count(config)
+        if class_label >= max(self.classes, 1) or (class_label != RANDOM_CLASS and not self.classes):
+            raise ValueError(f"class_label {class_label} is not a label of this UNet ({self.classes} classes)")
+        if class_label == RANDOM_CLASS:
+            labels = torch.randint(max(self.classes, 1), (batch,), generator=generator)
+        else:
+            labels = torch.full((batch,), class_label)
+        self.register_buffer("labels", labels)
+        """The class each image is sampled as (a class-conditional UNet only)."""
         self.position = 0
         """Index into ``timesteps`` of the current noise level; ``len(timesteps)`` once sampling is done."""
         self._clean: Tensor | None = None
@@ -132,6 +153,17 @@ class GuidedDiffusionImage(Parameterization):
     @property
     def unet(self) -> nn.Module:
         return self._frozen[0]
+
+    def start_at_classes(self, classes: Sequence[int | None]) -> None:
+        """A class-conditional UNet samples each image as its objective's class (others keep their label)."""
+        if not self.classes:
+            return
+        for index, target in enumerate(classes):
+            if target is None:
+                continue
+            if not 0 <= target < self.classes:
+                raise ValueError(f"class {target} is not a label of this UNet ({self.classes} classes)")
+            self.labels[index] = target
 
     @property
     def finished(self) -> bool:
@@ -142,7 +174,8 @@ class GuidedDiffusionImage(Parameterization):
         """The model's clean-image and noise estimates at the current level."""
         alpha_bar = self.alpha_bars[self.position]
         timestep = torch.full((self.batch,), self.timesteps[self.position], device=self.noisy.device, dtype=torch.long)
-        output = self.unet(self.noisy.to(self.unet.dtype), timestep).sample.float()[:, :3]
+        labels = self.labels if self.classes else None
+        output = self.unet(self.noisy.to(self.unet.dtype), timestep, class_labels=labels).sample.float()[:, :3]
         keep, drop = alpha_bar.sqrt(), (1 - alpha_bar).sqrt()
         if self.prediction_type == "epsilon":
             noise = output
@@ -190,6 +223,12 @@ class GuidedDiffusionImage(Parameterization):
         self._clean = self._noise = None
 
 
+CLASS_LABEL_OPTION = Option(
+    "class_label", int, RANDOM_CLASS, "label a class-conditional UNet samples when the objective is not a class "
+    "(-1: a random label per image)", minimum=-1, maximum=1_000_000,
+)
+"""Offered only by class-conditional UNets."""
+
 DIFFUSION_OPTIONS = (
     Option("sampling_steps", int, DEFAULT_SAMPLING_STEPS, "DDIM steps from noise to image (at most the scheduler's "
            "training steps)", minimum=1, maximum=MAX_SAMPLING_STEPS),
@@ -216,6 +255,7 @@ def build_diffusion_prior(
     allow_download: bool = False,
     sampling_steps: int = DEFAULT_SAMPLING_STEPS,
     guidance_scale: float = DEFAULT_GUIDANCE_SCALE,
+    class_label: int = RANDOM_CLASS,
 ) -> GuidedDiffusionImage:
     """A guided-sampling prior on the UNet (and its scheduler config) at ``source``."""
     unet_config(source, allow_download=allow_download)
@@ -225,6 +265,6 @@ def build_diffusion_prior(
     )
     image = GuidedDiffusionImage(
         batch, height, width, generator=generator, unet=unet, scheduler=scheduler,
-        sampling_steps=sampling_steps, guidance_scale=guidance_scale,
+        sampling_steps=sampling_steps, guidance_scale=guidance_scale, class_label=class_label,
     )
     return image.to(device)

@@ -44,6 +44,11 @@ class UnavailableError(PriorvizError, RuntimeError):
     """The thing exists but cannot be used here now (weights not installed, no download)."""
 
 
+class PriorUnusableError(UnavailableError):
+    """A registered prior that cannot be used as it stands (a generator folder that failed to load); the message
+    says why, so the operator knows what to fix."""
+
+
 class ComputationError(PriorvizError, ArithmeticError):
     """A computation failed on valid input, e.g. an objective that became NaN or infinite."""
 

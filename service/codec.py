@@ -216,6 +216,7 @@ def prior_description(info: PriorInfo, available: bool) -> pb.PriorInfo:
         licence=info.licence,
         options=info.option_help(),
         available=available,
+        unavailable_reason="" if available else info.unavailable_reason or "its model is not installed on this server",
     )
 
 

@@ -11,7 +11,14 @@ from __future__ import annotations
 
 import grpc
 
-from priorviz.errors import CancelledError, ComputationError, InvalidInputError, NotFoundError, UnavailableError
+from priorviz.errors import (
+    CancelledError,
+    ComputationError,
+    InvalidInputError,
+    NotFoundError,
+    PriorUnusableError,
+    UnavailableError,
+)
 from priorviz_objectives import ObjectiveError
 
 STATUS_CODES: tuple[tuple[type[Exception], grpc.StatusCode, str | None], ...] = (
@@ -19,6 +26,8 @@ STATUS_CODES: tuple[tuple[type[Exception], grpc.StatusCode, str | None], ...] = 
     (InvalidInputError, grpc.StatusCode.INVALID_ARGUMENT, None),
     (ObjectiveError, grpc.StatusCode.INVALID_ARGUMENT, None),
     (NotFoundError, grpc.StatusCode.NOT_FOUND, None),
+    # A prior the operator registered from a folder that failed to load: the reason says what to fix.
+    (PriorUnusableError, grpc.StatusCode.FAILED_PRECONDITION, None),
     # Weights or packages missing on this server: for its callers the thing is not to be found here.
     (UnavailableError, grpc.StatusCode.NOT_FOUND, None),
     # The request's numbers drove the optimization to NaN or infinity: the caller can change them.

@@ -29,8 +29,8 @@ import torch
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from priors.diffusers_loading import DiffusersModelError
-from priors.diffusers_priors import register_diffusers_prior
+from priors.base import PriorInfo
+from priors.folders import AUTO, FOLDER_KINDS, register_folder_prior
 from priorviz import metrics as result_metrics
 from priorviz.errors import CancelledError, UnavailableError, clip_text
 from priorviz.image_input import EMBEDDED_SET, ImageSet, embedded_image_set
@@ -516,12 +516,15 @@ def parse_args(argv: list[str] | None = None) -> tuple[ServerConfig, list[str]]:
         help="checkpoint and torchvision models kept loaded, least recently used dropped first (default %(default)s)",
     )
     parser.add_argument(
+        "--prior",
         "--diffusers-prior",
+        dest="priors",
         action="append",
         default=[],
-        metavar="NAME=KIND:SOURCE",
-        help="offer a local diffusers model as a learned prior; KIND: autoencoder_kl, autoencoder_tiny, vq or unet "
-        "(repeatable)",
+        metavar="NAME=KIND:DIR",
+        help=f"offer the generator saved in the local folder DIR as learned prior NAME; KIND: {AUTO} (read from the "
+        f"folder's files) or one of {', '.join(FOLDER_KINDS)}; a folder that fails to load is listed as unavailable "
+        "with the reason (repeatable; nothing is downloaded)",
     )
     token_source = parser.add_mutually_exclusive_group()
     token_source.add_argument(
@@ -616,7 +619,12 @@ def parse_args(argv: list[str] | None = None) -> tuple[ServerConfig, list[str]]:
         keepalive_seconds=args.keepalive_seconds,
         max_job_seconds=args.max_job_seconds,
     )
-    return config, args.diffusers_prior
+    for spec in args.priors:
+        try:
+            parse_prior_spec(spec)
+        except ValueError as error:
+            parser.error(str(error))
+    return config, args.priors
 
 
 def _token(parser: argparse.ArgumentParser, args: argparse.Namespace) -> str | None:
@@ -645,33 +653,41 @@ def offered_image_sets(folders: tuple[tuple[str, str], ...]) -> dict[str, ImageS
     return offered
 
 
-def register_diffusers_priors(specs: list[str]) -> list[str]:
-    """Register each ``NAME=KIND:SOURCE`` (a diffusers model directory or cached hub id); returns the names.
+def parse_prior_spec(spec: str) -> tuple[str, str, str]:
+    """``NAME=KIND:DIR`` as (name, kind, folder); raises ValueError naming the flag when malformed."""
+    name, _, rest = spec.partition("=")
+    kind, _, folder = rest.partition(":")
+    if not (name and kind and folder):
+        raise ValueError(f"--prior {spec!r}: expected NAME=KIND:DIR")
+    return name, kind, folder
 
-    KIND is one of ``priors.diffusers_priors.DIFFUSERS_KINDS``. Nothing is downloaded.
+
+def register_folder_priors(specs: list[str]) -> list[PriorInfo]:
+    """Register each ``NAME=KIND:DIR``; a folder that fails to load is registered as unavailable, with the reason.
+
+    Raises ValueError only for a malformed spec or a name already taken.
     """
-    names = []
+    infos = []
     for spec in specs:
-        name, _, rest = spec.partition("=")
-        kind, _, source = rest.partition(":")
-        if not (name and kind and source):
-            raise ValueError(f"--diffusers-prior {spec!r}: expected NAME=KIND:SOURCE")
+        name, kind, folder = parse_prior_spec(spec)
         try:
-            register_diffusers_prior(name, source, kind)
-        except (DiffusersModelError, ValueError) as error:
-            raise ValueError(f"--diffusers-prior {spec!r}: {error}") from None
-        names.append(name)
-    return names
+            infos.append(register_folder_prior(name, kind, folder))
+        except ValueError as error:
+            raise ValueError(f"--prior {spec!r}: {error}") from None
+    return infos
 
 
 def main(argv: list[str] | None = None) -> None:
-    config, diffusers_priors = parse_args(argv)
+    config, prior_specs = parse_args(argv)
     try:
-        registered = register_diffusers_priors(diffusers_priors)
+        registered = register_folder_priors(prior_specs)
     except ValueError as error:
         raise SystemExit(f"priorviz-server: {error}") from None
-    if registered:
-        log.info("diffusers priors registered", extra={"priors": registered})
+    for info in registered:
+        if info.unavailable_reason:
+            log.warning("prior unavailable", extra={"prior": info.name, "reason": info.unavailable_reason})
+        else:
+            log.info("prior registered", extra={"prior": info.name})
     server = PriorvizServer(config).start()
     stop_requested = threading.Event()
 

@@ -17,7 +17,7 @@ from torch import Tensor
 
 from priors.base import PriorInfo, PriorKind, list_priors
 from priors.options import OptionError
-from priorviz.errors import InvalidInputError, NotFoundError, PriorvizError, clip_text
+from priorviz.errors import InvalidInputError, NotFoundError, PriorUnusableError, PriorvizError, clip_text
 from priorviz.image_input import ImageSet, decode_image, load_named_image
 from priorviz.inversion import DEFAULT_INVERSION_STEPS, resize_photograph
 from priorviz.models.target import TargetModel
@@ -253,9 +253,8 @@ def check_prior(prior: PriorRequest) -> PriorRun:
         )
     info, available = priors[prior.name]
     if not available:
-        raise NotFoundError(
-            f"prior {prior.name!r} is registered but its model is not installed on this server", field=prior.name_field
-        )
+        reason = info.unavailable_reason or "its model is not installed on this server"
+        raise PriorUnusableError(f"prior {prior.name!r} is registered but unavailable: {reason}", field=prior.name_field)
     try:
         parsed = info.parse_options(prior.options)
     except OptionError as error:

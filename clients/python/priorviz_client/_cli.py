@@ -277,7 +277,13 @@ def _priors(client: Client, args: argparse.Namespace) -> int:
         print(json.dumps([{**vars(p), "kind": p.kind.value, "options": dict(p.options)} for p in priors], indent=2))
     else:
         rows = [
-            (p.name, p.kind.value, p.output_size or "any", "yes" if p.available else "no", p.licence or "-")
+            (
+                p.name,
+                p.kind.value,
+                p.output_size or "any",
+                "yes" if p.available else f"no: {p.unavailable_reason}",
+                p.licence or "-",
+            )
             for p in priors
         ]
         _print_table(rows, ("PRIOR", "KIND", "SIZE", "AVAILABLE", "LICENCE"))

@@ -68,6 +68,7 @@ def prior_info(message: pb.PriorInfo) -> PriorInfo:
         licence=message.licence,
         options=frozen_mapping(message.options),
         available=message.available,
+        unavailable_reason=message.unavailable_reason,
     )
 
 

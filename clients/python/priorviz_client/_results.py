@@ -103,6 +103,8 @@ class PriorInfo:
     licence: str
     options: Mapping[str, str]
     available: bool
+    unavailable_reason: str = ""
+    """Why an unavailable prior cannot be used on that server; empty when available."""
 
 
 @dataclass(frozen=True)

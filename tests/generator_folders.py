@@ -1,0 +1,86 @@
+"""Tiny generators saved in their real on-disk layouts, for the tests of priors registered from a folder."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from priors.biggan import BigGAN, biggan_config
+
+TINY_BIGGAN = {
+    "output_dim": 32,
+    "z_dim": 8,
+    "class_embed_dim": 8,
+    "channel_width": 4,
+    "num_classes": 10,
+    "layers": [[False, 16, 16], [True, 16, 8], [True, 8, 4], [True, 4, 2], [False, 2, 1]],
+    "attention_layer_position": 2,
+    "eps": 1e-4,
+    "n_stats": 51,
+}
+"""BigGAN-deep's structure (blocks, attention, per-truncation statistics) at 32 px with 10 classes."""
+
+BIGGAN_DEEP_128 = {
+    "output_dim": 128,
+    "z_dim": 128,
+    "class_embed_dim": 128,
+    "channel_width": 128,
+    "num_classes": 1000,
+    "layers": [
+        [False, 16, 16],
+        [True, 16, 16],
+        [False, 16, 16],
+        [True, 16, 8],
+        [False, 8, 8],
+        [True, 8, 4],
+        [False, 4, 4],
+        [True, 4, 2],
+        [False, 2, 2],
+        [True, 2, 1],
+    ],
+    "attention_layer_position": 8,
+    "eps": 1e-4,
+    "n_stats": 51,
+}
+"""biggan-deep-128's config.json."""
+
+
+def save_biggan(folder: Path, config: dict | None = None) -> Path:
+    """A BigGAN with random weights, as pytorch-pretrained-biggan saves it.
+
+    Spectral norm divides each weight by the largest singular value estimated from the saved
+    vectors u and v; a trained checkpoint's have converged, random ones have not (the weights
+    would blow up and saturate the tanh), so a few power iterations run before saving.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "config.json").write_text(json.dumps(config or TINY_BIGGAN))
+    torch.manual_seed(0)
+    model = BigGAN(biggan_config(folder))
+    with torch.no_grad():
+        classes, z_dim = model.config["num_classes"], model.config["z_dim"]
+        for _ in range(10):
+            model(torch.zeros(1, z_dim), torch.zeros(1, classes), 1.0)
+    torch.save(model.state_dict(), folder / "pytorch_model.bin")
+    return folder
+
+
+def save_class_conditional_ddpm(folder: Path, classes: int = 10) -> Path:
+    """A class-conditional UNet2DModel (num_class_embeds) in a DDPM pipeline folder."""
+    from diffusers import DDPMPipeline, DDPMScheduler, UNet2DModel
+
+    torch.manual_seed(0)
+    unet = UNet2DModel(
+        sample_size=16,
+        in_channels=3,
+        out_channels=3,
+        layers_per_block=1,
+        block_out_channels=(8, 16),
+        down_block_types=("DownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "UpBlock2D"),
+        norm_num_groups=4,
+        num_class_embeds=classes,
+    )
+    DDPMPipeline(unet=unet, scheduler=DDPMScheduler(num_train_timesteps=100)).save_pretrained(folder)
+    return folder

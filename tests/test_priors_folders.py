@@ -1,0 +1,163 @@
+"""Generators a user brings in a folder: registered by kind or detected, rendered, and refused with a reason."""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+from generator_folders import save_biggan, save_class_conditional_ddpm
+
+from priors import PriorNotFoundError, get_prior, list_priors, unregister_prior
+from priors.biggan import BigGanLatentImage
+from priors.diffusion import GuidedDiffusionImage
+from priors.folders import detect_kind, register_folder_prior
+from priorviz.models import TargetModel
+from priorviz.objectives import Channel, ClassLogit
+from priorviz.render import RenderConfig, make_generator, render
+from priorviz.transforms import NO_TRANSFORMS
+
+SIDE = 64
+
+
+@pytest.fixture(autouse=True)
+def _forget_registered_priors() -> Iterator[None]:
+    before = {info.name for info in list_priors(only_available=False)}
+    yield
+    for info in list_priors(only_available=False):
+        if info.name not in before:
+            unregister_prior(info.name)
+
+
+def unique(name: str) -> str:
+    return f"{name}_{uuid.uuid4().hex[:8]}"
+
+
+@pytest.mark.parametrize("kind", ["auto", "biggan"])
+def test_biggan_folder_renders_and_the_objective_rises(kind: str, tmp_path: Path, lite0: TargetModel) -> None:
+    info = register_folder_prior(unique("biggan"), kind, save_biggan(tmp_path / "biggan"))
+    assert not info.unavailable_reason and info in list_priors()
+    assert (info.output_size, info.latent_shape) == (32, (8,))
+    assert {option.name for option in info.options} == {"truncation", "norm_penalty"}
+    config = RenderConfig(steps=8, seed=1, transforms=NO_TRANSFORMS)
+    result = render(lite0, ClassLogit(1), info.name, size=SIDE, config=config, prior_options={"truncation": 0.5})
+    assert result.images.shape == (1, 3, SIDE, SIDE)
+    assert float(result.values[0]) > float(result.trace[0, 0])
+
+
+def test_biggan_draws_the_objective_class_and_optimizes_the_class_otherwise(tmp_path: Path, lite0: TargetModel) -> None:
+    info = register_folder_prior(unique("biggan"), "auto", save_biggan(tmp_path / "biggan"))
+    prior = get_prior(info.name, 2, SIDE, SIDE, generator=make_generator(3), truncation=0.5)
+    assert isinstance(prior, BigGanLatentImage)
+    prior.start_at_classes([7, None])  # as render does for a batch whose first objective is class 7
+    free_before = prior.class_vectors()[1].detach().clone()
+    config = RenderConfig(steps=4, learning_rate=0.5, transforms=NO_TRANSFORMS)
+    render(lite0, Channel("blocks.5", 3), prior, batch=2, config=config)
+    vectors = prior.class_vectors().detach()
+    torch.testing.assert_close(vectors[0], torch.nn.functional.one_hot(torch.tensor(7), 10).float())
+    assert float((vectors[1] - free_before).abs().sum()) > 1e-4
+    assert torch.allclose(vectors[1].sum(), torch.tensor(1.0))
+    assert float(prior.latent.detach().abs().max()) <= 2 * 0.5 + 1e-6  # z stays within the truncation
+
+
+def test_biggan_refuses_a_class_it_does_not_have(tmp_path: Path) -> None:
+    info = register_folder_prior(unique("biggan"), "biggan", save_biggan(tmp_path / "biggan"))
+    prior = get_prior(info.name, 1, SIDE, SIDE, generator=make_generator(0))
+    with pytest.raises(ValueError, match="class 10 is outside"):
+        prior.start_at_classes([10])
+
+
+@pytest.mark.parametrize("kind", ["auto", "unet"])
+def test_class_conditional_unet_samples_the_objective_class(kind: str, tmp_path: Path, lite0: TargetModel) -> None:
+    info = register_folder_prior(unique("cond"), kind, save_class_conditional_ddpm(tmp_path / "ddpm"))
+    assert not info.unavailable_reason and "class_label" in {option.name for option in info.options}
+    prior = get_prior(info.name, 2, SIDE, SIDE, generator=make_generator(0), sampling_steps=4, class_label=5)
+    assert isinstance(prior, GuidedDiffusionImage)
+    render(lite0, ClassLogit(3), prior, batch=2, config=RenderConfig(steps=4, transforms=NO_TRANSFORMS))
+    assert prior.labels.tolist() == [3, 3] and prior.finished  # the objective's class wins over the option
+    other = get_prior(info.name, 1, SIDE, SIDE, generator=make_generator(0), sampling_steps=4, class_label=5)
+    other.start_at_classes([None])
+    assert other.labels.tolist() == [5]
+    with pytest.raises(ValueError, match="class_label 10 is not a label"):
+        get_prior(info.name, 1, SIDE, SIDE, generator=make_generator(0), class_label=10)
+
+
+def test_class_conditional_unet_guidance_raises_the_objective(tmp_path: Path, lite0: TargetModel) -> None:
+    info = register_folder_prior(unique("cond"), "unet", save_class_conditional_ddpm(tmp_path / "ddpm"))
+    config = RenderConfig(steps=6, seed=4, transforms=NO_TRANSFORMS)
+    finals = {
+        scale: float(
+            render(
+                lite0,
+                ClassLogit(3),
+                info.name,
+                size=SIDE,
+                config=config,
+                prior_options={"sampling_steps": 6, "guidance_scale": scale},
+            ).values[0]
+        )
+        for scale in (0.0, 1.0)
+    }
+    assert finals[1.0] > finals[0.0]
+
+
+def test_kinds_are_detected_from_the_folders_files(tmp_path: Path) -> None:
+    assert detect_kind(save_biggan(tmp_path / "biggan")) == "biggan"
+    assert detect_kind(save_class_conditional_ddpm(tmp_path / "ddpm")) == "unet"
+    assert detect_kind(save_class_conditional_ddpm(tmp_path / "ddpm") / "unet") == "unet"
+
+
+def _broken_folders(tmp_path: Path) -> dict[str, tuple[str, Path, str]]:
+    """name -> (kind, folder, what the reason must say)."""
+    missing_weights = save_biggan(tmp_path / "no_weights")
+    (missing_weights / "pytorch_model.bin").unlink()
+    mismatched = save_biggan(tmp_path / "mismatched")
+    state = torch.load(mismatched / "pytorch_model.bin", weights_only=True)
+    state["generator.extra.weight"] = state.pop("embeddings.weight")
+    torch.save(state, mismatched / "pytorch_model.bin")
+    unet_no_weights = save_class_conditional_ddpm(tmp_path / "unet_no_weights")
+    for weights in (unet_no_weights / "unet").glob("*.safetensors"):
+        weights.unlink()
+    wrong_class = save_biggan(tmp_path / "wrong_class")
+    return {
+        "biggan_no_weights": ("auto", missing_weights, "no pytorch_model.bin"),
+        "biggan_mismatched": ("biggan", mismatched, r"does not match config.json.*embeddings.weight"),
+        "unet_no_weights": ("unet", unet_no_weights, "cannot be loaded as UNet2DModel"),
+        "biggan_as_unet": ("unet", wrong_class, "holds no UNet2DModel"),
+        "empty": ("auto", tmp_path, "no BigGAN config.json"),
+        "nowhere": ("biggan", tmp_path / "nowhere", "no config.json"),
+        "bad_kind": ("gan", tmp_path, "unknown kind 'gan'"),
+    }
+
+
+def test_broken_folders_are_listed_unavailable_with_the_reason(tmp_path: Path, lite0: TargetModel) -> None:
+    good = register_folder_prior(unique("biggan"), "auto", save_biggan(tmp_path / "good"))
+    for label, (kind, folder, reason) in _broken_folders(tmp_path).items():
+        info = register_folder_prior(unique(label), kind, folder)
+        assert info.unavailable_reason, label
+        assert re.search(reason, info.unavailable_reason), (label, info.unavailable_reason)
+        assert info.name in {listed.name for listed in list_priors(only_available=False)}
+        assert info.name not in {listed.name for listed in list_priors()}
+        with pytest.raises(PriorNotFoundError, match="unavailable"):
+            get_prior(info.name, 1, SIDE, SIDE, generator=make_generator(0))
+    result = render(lite0, ClassLogit(1), good.name, size=SIDE, config=RenderConfig(steps=2, transforms=NO_TRANSFORMS))
+    assert result.images.shape == (1, 3, SIDE, SIDE)
+
+
+def test_a_taken_name_is_refused(tmp_path: Path) -> None:
+    name = unique("biggan")
+    register_folder_prior(name, "auto", save_biggan(tmp_path / "biggan"))
+    with pytest.raises(ValueError, match="already registered"):
+        register_folder_prior(name, "auto", tmp_path / "biggan")
+    with pytest.raises(ValueError, match="already registered"):
+        register_folder_prior("fourier", "auto", tmp_path / "biggan")
+
+
+def test_config_json_that_is_not_an_object_is_a_reason(tmp_path: Path) -> None:
+    (tmp_path / "config.json").write_text(json.dumps([1, 2]))
+    info = register_folder_prior(unique("list"), "auto", tmp_path)
+    assert "not a JSON object" in info.unavailable_reason
