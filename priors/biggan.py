@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import math
+import pickle
 import threading
 from pathlib import Path
 
@@ -227,7 +228,7 @@ def load_biggan(source: str | Path, device: torch.device | str = "cpu") -> BigGA
                 raise BigGanFolderError(source, f"no {WEIGHTS_FILE}")
             try:
                 state = torch.load(weights, map_location="cpu", weights_only=True)
-            except (OSError, RuntimeError, ValueError) as error:
+            except (OSError, RuntimeError, ValueError, EOFError, pickle.UnpicklingError) as error:
                 raise BigGanFolderError(source, f"unreadable {WEIGHTS_FILE} ({error})") from None
             model = BigGAN(config)
             try:

@@ -96,11 +96,11 @@ def register_folder_prior(name: str, kind: str, folder: str | Path, *, licence: 
         if resolved not in FOLDER_KINDS:
             raise FolderKindError(f"unknown kind {kind!r}; expected {AUTO} or one of {', '.join(FOLDER_KINDS)}")
         info = _register(name, resolved, folder, licence)
-    except (LookupError, ValueError, OSError, RuntimeError) as error:
+    except Exception as error:  # a user's files can make any loader raise anything; none may stop a server
         return _register_unavailable(name, kind, folder, str(error))
     try:
         get_prior(name, 1, TRIAL_SIDE, TRIAL_SIDE, generator=torch.Generator().manual_seed(0))
-    except (LookupError, ValueError, OSError, RuntimeError) as error:
+    except Exception as error:  # as above: third-party loaders (torch, safetensors, diffusers) raise many kinds
         unregister_prior(name)
         return _register_unavailable(name, kind, folder, str(error))
     return info

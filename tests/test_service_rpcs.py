@@ -17,7 +17,7 @@ from priors.base import PriorKind, list_priors
 from priorviz.metrics import METRIC_DESCRIPTIONS
 from service import healthcheck, validation
 from service._proto.priorviz.v1 import priorviz_pb2 as pb
-from service.server import SERVER_ID_METADATA, register_diffusers_priors
+from service.server import SERVER_ID_METADATA, register_folder_priors
 
 
 @pytest.fixture(scope="module")
@@ -218,11 +218,12 @@ def test_a_diffusers_model_given_on_the_command_line_is_offered_and_renders(stub
         latent_channels=4,
     ).save_pretrained(tmp_path / "tiny")
     name = f"tiny_vae_{uuid.uuid4().hex[:8]}"
-    assert register_diffusers_priors([f"{name}=autoencoder_tiny:{tmp_path / 'tiny'}"]) == [name]
+    (info,) = register_folder_priors([f"{name}=autoencoder_tiny:{tmp_path / 'tiny'}"])
+    assert info.name == name and not info.unavailable_reason
     listed = {prior.name: prior for prior in stub.ListPriors(pb.ListPriorsRequest()).priors}
     assert listed[name].kind == pb.PRIOR_KIND_LEARNED
     result = result_of(stub.Visualize(visualize("logit:1", prior=name, steps=2)))
     assert result.prior == name and result.prior_kind == pb.PRIOR_KIND_LEARNED and len(result.images) == 1
-    for bad in ("no_equals_sign", f"x=autoencoder_tiny:{tmp_path / 'missing'}", f"{name}=autoencoder_tiny:{tmp_path}"):
-        with pytest.raises(ValueError, match="--diffusers-prior"):
-            register_diffusers_priors([bad])
+    for bad in ("no_equals_sign", f"{name}=autoencoder_tiny:{tmp_path}"):  # malformed, or the name is taken
+        with pytest.raises(ValueError, match="--prior"):
+            register_folder_priors([bad])
