@@ -65,6 +65,8 @@ def load_ddim_scheduler(source: str | Path, *, allow_download: bool = False):
                     config = json.loads(candidate.read_text())
                 except (OSError, ValueError) as error:
                     raise DiffusersModelError(candidate, f"unreadable scheduler config ({error})") from None
+                if config.get("_class_name") == "CMStochasticIterativeScheduler":
+                    raise DiffusersModelError(location, "is a consistency model: register it as kind consistency")
                 return DDIMScheduler.from_config(config)
         raise DiffusersModelError(
             location, f"no {SCHEDULER_FILE} in {SCHEDULER_SUBFOLDER}/ or beside the UNet: the noise schedule is unknown"

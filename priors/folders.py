@@ -10,6 +10,7 @@ reason while its other priors serve. Nothing is downloaded.
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ import torch
 
 from priors.base import (
     Parameterization,
+    PriorBuilder,
     PriorInfo,
     PriorKind,
     PriorNotFoundError,
@@ -27,12 +29,20 @@ from priors.base import (
     unregister_prior,
 )
 from priors.biggan import BIGGAN_OPTIONS, CONFIG_KEYS, LICENCE, biggan_config, build_biggan_prior
+from priors.consistency import (
+    SCHEDULER_CLASS,
+    build_consistency_prior,
+    consistency_config,
+    consistency_options,
+)
 from priors.decoder import DECODER_KINDS
 from priors.diffusers_priors import DIFFUSION_KIND, register_diffusers_prior
+from priors.diffusion import class_count, native_side
 
 AUTO = "auto"
 BIGGAN_KIND = "biggan"
-FOLDER_KINDS = (BIGGAN_KIND, DIFFUSION_KIND, *DECODER_KINDS)
+CONSISTENCY_KIND = "consistency"
+FOLDER_KINDS = (BIGGAN_KIND, CONSISTENCY_KIND, DIFFUSION_KIND, *DECODER_KINDS)
 TRIAL_SIDE = 64
 """Image side of the trial build at registration (it loads the weights; no image is drawn)."""
 
@@ -69,6 +79,9 @@ def detect_kind(folder: str | Path) -> str:
         return BIGGAN_KIND
     if config.get("_class_name") in _CLASS_KINDS:
         return _CLASS_KINDS[config["_class_name"]]
+    scheduler_path = folder / "scheduler" / "scheduler_config.json"
+    if scheduler_path.is_file() and _json(scheduler_path).get("_class_name") == SCHEDULER_CLASS:
+        return CONSISTENCY_KIND
     if (folder / "model_index.json").is_file():
         index = _json(folder / "model_index.json")
         if "unet" in index or (folder / "unet" / "config.json").is_file():
@@ -107,8 +120,17 @@ def register_folder_prior(name: str, kind: str, folder: str | Path, *, licence: 
 
 
 def _register(name: str, kind: str, folder: str, licence: str) -> PriorInfo:
-    if kind != BIGGAN_KIND:
+    if kind == BIGGAN_KIND:
+        info, builder = _biggan(name, folder, licence)
+    elif kind == CONSISTENCY_KIND:
+        info, builder = _consistency(name, folder, licence)
+    else:
         return register_diffusers_prior(name, folder, kind, licence=licence)
+    register_prior(info)(builder)
+    return info
+
+
+def _biggan(name: str, folder: str, licence: str) -> tuple[PriorInfo, PriorBuilder]:
     config = biggan_config(folder)
     side = int(config["output_dim"])
     info = PriorInfo(
@@ -121,14 +143,23 @@ def _register(name: str, kind: str, folder: str, licence: str) -> PriorInfo:
         licence=licence or LICENCE,
         options=BIGGAN_OPTIONS,
     )
+    return info, functools.partial(build_biggan_prior, folder)
 
-    def build(
-        batch: int, height: int, width: int, *, generator: torch.Generator, device: torch.device, **options: Any
-    ) -> Parameterization:
-        return build_biggan_prior(folder, batch, height, width, generator=generator, device=device, **options)
 
-    register_prior(info)(build)
-    return info
+def _consistency(name: str, folder: str, licence: str) -> tuple[PriorInfo, PriorBuilder]:
+    config = consistency_config(folder)
+    side, classes = native_side(config), class_count(config)
+    conditioning = f", class-conditional over {classes} labels" if classes else ""
+    info = PriorInfo(
+        name=name,
+        kind=PriorKind.LEARNED,
+        description=f"noise of the one-step consistency model at {folder} ({side}x{side}, resized{conditioning})",
+        output_size=side,
+        latent_shape=(int(config.get("in_channels", 3)), side, side),  # type: ignore[call-overload]
+        licence=licence,
+        options=consistency_options(config),
+    )
+    return info, functools.partial(build_consistency_prior, folder)
 
 
 def _register_unavailable(name: str, kind: str, folder: str, error: str) -> PriorInfo:

@@ -84,3 +84,24 @@ def save_class_conditional_ddpm(folder: Path, classes: int = 10) -> Path:
     )
     DDPMPipeline(unet=unet, scheduler=DDPMScheduler(num_train_timesteps=100)).save_pretrained(folder)
     return folder
+
+
+def save_consistency_pipeline(folder: Path, classes: int = 10) -> Path:
+    """A class-conditional UNet2DModel with a CMStochasticIterativeScheduler, as openai/diffusers-cd_imagenet64_l2."""
+    from diffusers import CMStochasticIterativeScheduler, ConsistencyModelPipeline, UNet2DModel
+
+    torch.manual_seed(0)
+    unet = UNet2DModel(
+        sample_size=16,
+        in_channels=3,
+        out_channels=3,
+        layers_per_block=1,
+        block_out_channels=(8, 16),
+        down_block_types=("DownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "UpBlock2D"),
+        norm_num_groups=4,
+        num_class_embeds=classes,
+    )
+    scheduler = CMStochasticIterativeScheduler(num_train_timesteps=40, sigma_min=0.002, sigma_max=80.0)
+    ConsistencyModelPipeline(unet=unet, scheduler=scheduler).save_pretrained(folder)
+    return folder

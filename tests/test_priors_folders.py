@@ -10,10 +10,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from generator_folders import save_biggan, save_class_conditional_ddpm
+from generator_folders import save_biggan, save_class_conditional_ddpm, save_consistency_pipeline
 
 from priors import PriorNotFoundError, get_prior, list_priors, unregister_prior
 from priors.biggan import BigGanLatentImage
+from priors.consistency import ConsistencyImage
 from priors.diffusion import GuidedDiffusionImage
 from priors.folders import detect_kind, register_folder_prior
 from priorviz.models import TargetModel
@@ -105,8 +106,32 @@ def test_class_conditional_unet_guidance_raises_the_objective(tmp_path: Path, li
     assert finals[1.0] > finals[0.0]
 
 
+@pytest.mark.parametrize("kind", ["auto", "consistency"])
+def test_consistency_model_noise_is_optimized_and_the_class_is_the_objectives(
+    kind: str, tmp_path: Path, lite0: TargetModel
+) -> None:
+    info = register_folder_prior(unique("cm"), kind, save_consistency_pipeline(tmp_path / "cm"))
+    assert not info.unavailable_reason, info.unavailable_reason
+    assert (info.output_size, info.latent_shape) == (16, (3, 16, 16))
+    assert {option.name for option in info.options} == {"clip", "norm_penalty", "class_label"}
+    prior = get_prior(info.name, 2, SIDE, SIDE, generator=make_generator(1), class_label=4)
+    assert isinstance(prior, ConsistencyImage)
+    config = RenderConfig(steps=8, learning_rate=0.1, transforms=NO_TRANSFORMS)
+    result = render(lite0, ClassLogit(3), prior, batch=2, config=config)
+    assert prior.labels.tolist() == [3, 3]
+    assert result.images.shape == (2, 3, SIDE, SIDE)
+    assert float(result.values.mean()) > float(result.trace[0].mean())
+    assert float(prior.latent.detach().abs().max()) <= 3.0
+
+
+def test_a_consistency_folder_is_not_sampled_as_ddim(tmp_path: Path) -> None:
+    info = register_folder_prior(unique("cm"), "unet", save_consistency_pipeline(tmp_path / "cm"))
+    assert "register it as kind consistency" in info.unavailable_reason
+
+
 def test_kinds_are_detected_from_the_folders_files(tmp_path: Path) -> None:
     assert detect_kind(save_biggan(tmp_path / "biggan")) == "biggan"
+    assert detect_kind(save_consistency_pipeline(tmp_path / "cm")) == "consistency"
     assert detect_kind(save_class_conditional_ddpm(tmp_path / "ddpm")) == "unet"
     assert detect_kind(save_class_conditional_ddpm(tmp_path / "ddpm") / "unet") == "unet"
 

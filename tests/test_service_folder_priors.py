@@ -9,7 +9,7 @@ from pathlib import Path
 
 import grpc
 import pytest
-from generator_folders import save_biggan, save_class_conditional_ddpm
+from generator_folders import save_biggan, save_class_conditional_ddpm, save_consistency_pipeline
 from PIL import Image
 from service_fixtures import SMALL, error_of, result_of, running_server, settings, stub_for, visualize
 
@@ -18,9 +18,8 @@ from service._proto.priorviz.v1 import priorviz_pb2 as pb
 from service.server import parse_args, register_folder_priors
 
 TAG = uuid.uuid4().hex[:6]
-BIGGAN, BIGGAN_AUTO, CONDITIONAL, BROKEN = (
-    f"{name}_{TAG}" for name in ("biggan", "biggan_auto", "cond_unet", "broken")
-)
+NAMES = ("biggan", "biggan_auto", "cond_unet", "consistency", "broken")
+BIGGAN, BIGGAN_AUTO, CONDITIONAL, CONSISTENCY, BROKEN = (f"{name}_{TAG}" for name in NAMES)
 
 
 @pytest.fixture(scope="module")
@@ -33,6 +32,7 @@ def stub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
         f"{BIGGAN}=biggan:{biggan}",
         f"{BIGGAN_AUTO}=auto:{biggan}",
         f"{CONDITIONAL}=auto:{save_class_conditional_ddpm(root / 'ddpm')}",
+        f"{CONSISTENCY}=auto:{save_consistency_pipeline(root / 'cm')}",
         f"{BROKEN}=auto:{broken}",
     ]
     register_folder_priors(specs)
@@ -40,7 +40,7 @@ def stub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
         with running_server() as server, stub_for(server) as client:
             yield client
     finally:
-        for name in (BIGGAN, BIGGAN_AUTO, CONDITIONAL, BROKEN):
+        for name in (BIGGAN, BIGGAN_AUTO, CONDITIONAL, CONSISTENCY, BROKEN):
             unregister_prior(name)
 
 
@@ -53,7 +53,7 @@ def test_the_flag_and_its_alias_take_specs_and_a_malformed_one_is_refused(tmp_pa
 
 def test_listed_with_availability_and_the_reason(stub) -> None:
     listed = {prior.name: prior for prior in stub.ListPriors(pb.ListPriorsRequest(include_unavailable=True)).priors}
-    for name in (BIGGAN, BIGGAN_AUTO, CONDITIONAL):
+    for name in (BIGGAN, BIGGAN_AUTO, CONDITIONAL, CONSISTENCY):
         assert listed[name].available and not listed[name].unavailable_reason
         assert listed[name].kind == pb.PRIOR_KIND_LEARNED
     assert listed[BIGGAN].output_size == 32 and set(listed[BIGGAN].options) == {"truncation", "norm_penalty"}
@@ -64,7 +64,7 @@ def test_listed_with_availability_and_the_reason(stub) -> None:
     assert BROKEN not in available and BIGGAN in available
 
 
-@pytest.mark.parametrize("name", [BIGGAN, BIGGAN_AUTO, CONDITIONAL])
+@pytest.mark.parametrize("name", [BIGGAN, BIGGAN_AUTO, CONDITIONAL, CONSISTENCY])
 def test_each_available_one_renders_three_steps(stub, name: str) -> None:
     request = visualize("logit:1", prior=name, steps=3, seed=2)
     if name == CONDITIONAL:
