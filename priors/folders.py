@@ -38,11 +38,21 @@ from priors.consistency import (
 from priors.decoder import DECODER_KINDS
 from priors.diffusers_priors import DIFFUSION_KIND, register_diffusers_prior
 from priors.diffusion import class_count, native_side
+from priors.latent_diffusion import (
+    AUTOENCODERS,
+    DENOISERS,
+    build_latent_diffusion_prior,
+    latent_diffusion_options,
+    latent_side,
+    output_side,
+    pipeline_parts,
+)
 
 AUTO = "auto"
 BIGGAN_KIND = "biggan"
 CONSISTENCY_KIND = "consistency"
-FOLDER_KINDS = (BIGGAN_KIND, CONSISTENCY_KIND, DIFFUSION_KIND, *DECODER_KINDS)
+LATENT_DIFFUSION_KIND = "latent_diffusion"
+FOLDER_KINDS = (BIGGAN_KIND, CONSISTENCY_KIND, DIFFUSION_KIND, LATENT_DIFFUSION_KIND, *DECODER_KINDS)
 TRIAL_SIDE = 64
 """Image side of the trial build at registration (it loads the weights; no image is drawn)."""
 
@@ -82,6 +92,9 @@ def detect_kind(folder: str | Path) -> str:
     scheduler_path = folder / "scheduler" / "scheduler_config.json"
     if scheduler_path.is_file() and _json(scheduler_path).get("_class_name") == SCHEDULER_CLASS:
         return CONSISTENCY_KIND
+    denoiser = any((folder / name / "config.json").is_file() for name in DENOISERS)
+    if denoiser and any((folder / name / "config.json").is_file() for name in AUTOENCODERS):
+        return LATENT_DIFFUSION_KIND  # sampling runs in the autoencoder's latent, whatever its channel count
     if (folder / "model_index.json").is_file():
         index = _json(folder / "model_index.json")
         if "unet" in index or (folder / "unet" / "config.json").is_file():
@@ -124,6 +137,8 @@ def _register(name: str, kind: str, folder: str, licence: str) -> PriorInfo:
         info, builder = _biggan(name, folder, licence)
     elif kind == CONSISTENCY_KIND:
         info, builder = _consistency(name, folder, licence)
+    elif kind == LATENT_DIFFUSION_KIND:
+        info, builder = _latent_diffusion(name, folder, licence)
     else:
         return register_diffusers_prior(name, folder, kind, licence=licence)
     register_prior(info)(builder)
@@ -160,6 +175,22 @@ def _consistency(name: str, folder: str, licence: str) -> tuple[PriorInfo, Prior
         options=consistency_options(config),
     )
     return info, functools.partial(build_consistency_prior, folder)
+
+
+def _latent_diffusion(name: str, folder: str, licence: str) -> tuple[PriorInfo, PriorBuilder]:
+    denoiser, denoiser_config, autoencoder, *_ = pipeline_parts(folder)
+    side, latent = output_side(folder), latent_side(denoiser_config)
+    info = PriorInfo(
+        name=name,
+        kind=PriorKind.LEARNED,
+        description=f"guided DDIM sampling of the {DENOISERS[denoiser]} at {folder} in the latent of its "
+        f"{AUTOENCODERS[autoencoder]} ({side}x{side}, resized)",
+        output_size=side,
+        latent_shape=(int(denoiser_config["in_channels"]), latent, latent),
+        licence=licence,
+        options=latent_diffusion_options(folder),
+    )
+    return info, functools.partial(build_latent_diffusion_prior, folder)
 
 
 def _register_unavailable(name: str, kind: str, folder: str, error: str) -> PriorInfo:

@@ -105,3 +105,92 @@ def save_consistency_pipeline(folder: Path, classes: int = 10) -> Path:
     scheduler = CMStochasticIterativeScheduler(num_train_timesteps=40, sigma_min=0.002, sigma_max=80.0)
     ConsistencyModelPipeline(unet=unet, scheduler=scheduler).save_pretrained(folder)
     return folder
+
+
+def _tiny_autoencoder_kl():  # type: ignore[no-untyped-def]
+    from diffusers import AutoencoderKL
+
+    return AutoencoderKL(
+        down_block_types=("DownEncoderBlock2D",) * 2,
+        up_block_types=("UpDecoderBlock2D",) * 2,
+        block_out_channels=(8, 16),
+        layers_per_block=1,
+        latent_channels=4,
+        norm_num_groups=4,
+        sample_size=32,
+        scaling_factor=0.5,
+    )
+
+
+def save_latent_unet_pipeline(folder: Path, classes: int = 10) -> Path:
+    """A class-conditional 4-channel UNet2DModel over vae/ (an AutoencoderKL), with a DDIM scheduler."""
+    from diffusers import DDIMScheduler, UNet2DModel
+
+    torch.manual_seed(0)
+    UNet2DModel(
+        sample_size=16,
+        in_channels=4,
+        out_channels=4,
+        layers_per_block=1,
+        block_out_channels=(8, 16),
+        down_block_types=("DownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "UpBlock2D"),
+        norm_num_groups=4,
+        num_class_embeds=classes,
+    ).save_pretrained(folder / "unet")
+    _tiny_autoencoder_kl().save_pretrained(folder / "vae")
+    DDIMScheduler(num_train_timesteps=100).save_pretrained(folder / "scheduler")
+    (folder / "model_index.json").write_text(json.dumps({"_class_name": "LDMPipeline"}))
+    return folder
+
+
+def save_dit_pipeline(folder: Path, classes: int = 10) -> Path:
+    """A DiTTransformer2DModel (learned variance, as DiT-XL-2-256) over vae/, as DiTPipeline saves it."""
+    from diffusers import DDIMScheduler, DiTTransformer2DModel
+
+    torch.manual_seed(0)
+    DiTTransformer2DModel(
+        num_attention_heads=2,
+        attention_head_dim=8,
+        in_channels=4,
+        out_channels=8,
+        num_layers=1,
+        sample_size=8,
+        patch_size=2,
+        num_embeds_ada_norm=classes,
+        norm_num_groups=4,
+    ).save_pretrained(folder / "transformer")
+    _tiny_autoencoder_kl().save_pretrained(folder / "vae")
+    DDIMScheduler(num_train_timesteps=100).save_pretrained(folder / "scheduler")
+    (folder / "model_index.json").write_text(json.dumps({"_class_name": "DiTPipeline"}))
+    return folder
+
+
+def save_vq_ldm_pipeline(folder: Path) -> Path:
+    """The CompVis LDM layout: an unconditional 3-channel UNet2DModel over vqvae/ (a VQModel), DDIM scheduler."""
+    from diffusers import DDIMScheduler, UNet2DModel, VQModel
+
+    torch.manual_seed(0)
+    UNet2DModel(
+        sample_size=16,
+        in_channels=3,
+        out_channels=3,
+        layers_per_block=1,
+        block_out_channels=(8, 16),
+        down_block_types=("DownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "UpBlock2D"),
+        norm_num_groups=4,
+    ).save_pretrained(folder / "unet")
+    VQModel(
+        down_block_types=("DownEncoderBlock2D",) * 2,
+        up_block_types=("UpDecoderBlock2D",) * 2,
+        block_out_channels=(8, 16),
+        layers_per_block=1,
+        latent_channels=3,
+        num_vq_embeddings=32,
+        norm_num_groups=4,
+        sample_size=32,
+    ).save_pretrained(folder / "vqvae")
+    DDIMScheduler(num_train_timesteps=100).save_pretrained(folder / "scheduler")
+    (folder / "model_index.json").write_text(json.dumps({"_class_name": "LDMPipeline"}))
+    return folder

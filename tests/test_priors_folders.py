@@ -10,13 +10,21 @@ from pathlib import Path
 
 import pytest
 import torch
-from generator_folders import save_biggan, save_class_conditional_ddpm, save_consistency_pipeline
+from generator_folders import (
+    save_biggan,
+    save_class_conditional_ddpm,
+    save_consistency_pipeline,
+    save_dit_pipeline,
+    save_latent_unet_pipeline,
+    save_vq_ldm_pipeline,
+)
 
 from priors import PriorNotFoundError, get_prior, list_priors, unregister_prior
 from priors.biggan import BigGanLatentImage
 from priors.consistency import ConsistencyImage
 from priors.diffusion import GuidedDiffusionImage
 from priors.folders import detect_kind, register_folder_prior
+from priors.latent_diffusion import LatentDiffusionImage
 from priorviz.models import TargetModel
 from priorviz.objectives import Channel, ClassLogit
 from priorviz.render import RenderConfig, make_generator, render
@@ -129,7 +137,50 @@ def test_a_consistency_folder_is_not_sampled_as_ddim(tmp_path: Path) -> None:
     assert "register it as kind consistency" in info.unavailable_reason
 
 
+LATENT_PIPELINES = {"unet_vae": save_latent_unet_pipeline, "dit_vae": save_dit_pipeline, "ldm_vq": save_vq_ldm_pipeline}
+
+
+@pytest.mark.parametrize(
+    ("layout", "kind"), [(layout, "auto") for layout in sorted(LATENT_PIPELINES)] + [("unet_vae", "latent_diffusion")]
+)
+def test_latent_diffusion_guided_on_the_decoded_image(
+    layout: str, kind: str, tmp_path: Path, lite0: TargetModel
+) -> None:
+    info = register_folder_prior(unique(layout), kind, LATENT_PIPELINES[layout](tmp_path / layout))
+    assert not info.unavailable_reason, info.unavailable_reason
+    conditional = layout != "ldm_vq"
+    assert ("class_label" in {option.name for option in info.options}) == conditional
+    prior = get_prior(info.name, 2, SIDE, SIDE, generator=make_generator(0), sampling_steps=6)
+    assert isinstance(prior, LatentDiffusionImage)
+    result = render(lite0, ClassLogit(3), prior, batch=2, config=RenderConfig(steps=6, transforms=NO_TRANSFORMS))
+    assert prior.finished and result.images.shape == (2, 3, SIDE, SIDE)
+    assert not conditional or prior.labels.tolist() == [3, 3]
+    unguided = get_prior(info.name, 2, SIDE, SIDE, generator=make_generator(0), sampling_steps=6, guidance_scale=0.0)
+    baseline = render(lite0, ClassLogit(3), unguided, batch=2, config=RenderConfig(steps=6, transforms=NO_TRANSFORMS))
+    assert float(result.values.mean()) > float(baseline.values.mean())
+
+
+def test_latent_diffusion_with_fewer_render_steps_ends_on_the_predicted_clean_latent(
+    tmp_path: Path, lite0: TargetModel
+) -> None:
+    info = register_folder_prior(unique("ldm"), "auto", save_latent_unet_pipeline(tmp_path / "ldm"))
+    prior = get_prior(info.name, 1, SIDE, SIDE, generator=make_generator(0), sampling_steps=10)
+    result = render(lite0, ClassLogit(3), prior, config=RenderConfig(steps=3, transforms=NO_TRANSFORMS))
+    assert prior.position == 3 and not prior.finished
+    assert torch.isfinite(result.images).all()
+
+
+def test_a_denoiser_that_does_not_fit_the_latent_is_a_reason(tmp_path: Path) -> None:
+    folder = save_latent_unet_pipeline(tmp_path / "ldm")
+    config = json.loads((folder / "unet" / "config.json").read_text())
+    (folder / "unet" / "config.json").write_text(json.dumps({**config, "in_channels": 3}))
+    info = register_folder_prior(unique("ldm"), "latent_diffusion", folder)
+    assert "takes 3 channels but vae/'s latent has 4" in info.unavailable_reason
+
+
 def test_kinds_are_detected_from_the_folders_files(tmp_path: Path) -> None:
+    for layout, save in LATENT_PIPELINES.items():
+        assert detect_kind(save(tmp_path / layout)) == "latent_diffusion"
     assert detect_kind(save_biggan(tmp_path / "biggan")) == "biggan"
     assert detect_kind(save_consistency_pipeline(tmp_path / "cm")) == "consistency"
     assert detect_kind(save_class_conditional_ddpm(tmp_path / "ddpm")) == "unet"
