@@ -9,7 +9,12 @@ from pathlib import Path
 
 import grpc
 import pytest
-from generator_folders import save_biggan, save_class_conditional_ddpm, save_consistency_pipeline
+from generator_folders import (
+    save_biggan,
+    save_class_conditional_ddpm,
+    save_consistency_pipeline,
+    save_dit_pipeline,
+)
 from PIL import Image
 from service_fixtures import SMALL, error_of, result_of, running_server, settings, stub_for, visualize
 
@@ -18,8 +23,9 @@ from service._proto.priorviz.v1 import priorviz_pb2 as pb
 from service.server import parse_args, register_folder_priors
 
 TAG = uuid.uuid4().hex[:6]
-NAMES = ("biggan", "biggan_auto", "cond_unet", "consistency", "broken")
-BIGGAN, BIGGAN_AUTO, CONDITIONAL, CONSISTENCY, BROKEN = (f"{name}_{TAG}" for name in NAMES)
+NAMES = ("biggan", "biggan_auto", "cond_unet", "consistency", "dit", "broken")
+BIGGAN, BIGGAN_AUTO, CONDITIONAL, CONSISTENCY, DIT, BROKEN = (f"{name}_{TAG}" for name in NAMES)
+AVAILABLE = (BIGGAN, BIGGAN_AUTO, CONDITIONAL, CONSISTENCY, DIT)
 
 
 @pytest.fixture(scope="module")
@@ -33,6 +39,7 @@ def stub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
         f"{BIGGAN_AUTO}=auto:{biggan}",
         f"{CONDITIONAL}=auto:{save_class_conditional_ddpm(root / 'ddpm')}",
         f"{CONSISTENCY}=auto:{save_consistency_pipeline(root / 'cm')}",
+        f"{DIT}=latent_diffusion:{save_dit_pipeline(root / 'dit')}",
         f"{BROKEN}=auto:{broken}",
     ]
     register_folder_priors(specs)
@@ -40,7 +47,7 @@ def stub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
         with running_server() as server, stub_for(server) as client:
             yield client
     finally:
-        for name in (BIGGAN, BIGGAN_AUTO, CONDITIONAL, CONSISTENCY, BROKEN):
+        for name in (*AVAILABLE, BROKEN):
             unregister_prior(name)
 
 
@@ -53,7 +60,7 @@ def test_the_flag_and_its_alias_take_specs_and_a_malformed_one_is_refused(tmp_pa
 
 def test_listed_with_availability_and_the_reason(stub) -> None:
     listed = {prior.name: prior for prior in stub.ListPriors(pb.ListPriorsRequest(include_unavailable=True)).priors}
-    for name in (BIGGAN, BIGGAN_AUTO, CONDITIONAL, CONSISTENCY):
+    for name in AVAILABLE:
         assert listed[name].available and not listed[name].unavailable_reason
         assert listed[name].kind == pb.PRIOR_KIND_LEARNED
     assert listed[BIGGAN].output_size == 32 and set(listed[BIGGAN].options) == {"truncation", "norm_penalty"}
@@ -64,10 +71,10 @@ def test_listed_with_availability_and_the_reason(stub) -> None:
     assert BROKEN not in available and BIGGAN in available
 
 
-@pytest.mark.parametrize("name", [BIGGAN, BIGGAN_AUTO, CONDITIONAL, CONSISTENCY])
+@pytest.mark.parametrize("name", AVAILABLE)
 def test_each_available_one_renders_three_steps(stub, name: str) -> None:
     request = visualize("logit:1", prior=name, steps=3, seed=2)
-    if name == CONDITIONAL:
+    if name in (CONDITIONAL, DIT):
         request.prior_options["sampling_steps"] = "3"
     result = result_of(stub.Visualize(request))
     assert result.prior == name and result.prior_kind == pb.PRIOR_KIND_LEARNED and result.steps == 3
