@@ -20,6 +20,7 @@ import json
 import math
 import pickle
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -87,6 +88,9 @@ class SelfAttn(nn.Module):
 
 class BigGANBatchNorm(nn.Module):
     """Batch norm with stored statistics per truncation (51 values in [0, 1]), class-conditional gain and bias."""
+
+    running_means: Tensor
+    running_vars: Tensor
 
     def __init__(
         self, num_features: int, condition_vector_dim: int | None, n_stats: int, eps: float, conditional: bool = True
@@ -242,6 +246,9 @@ def load_biggan(source: str | Path, device: torch.device | str = "cpu") -> BigGA
 class BigGanLatentImage(LatentImage):
     """Images drawn by a frozen BigGAN from a trainable z and class logits (or a fixed class)."""
 
+    fixed_class: Tensor
+    class_is_fixed: Tensor
+
     def __init__(
         self,
         batch: int,
@@ -276,7 +283,7 @@ class BigGanLatentImage(LatentImage):
         self.register_buffer("fixed_class", torch.zeros(batch, classes))
         self.register_buffer("class_is_fixed", torch.zeros(batch, 1, dtype=torch.bool))
 
-    def start_at_classes(self, classes) -> None:  # type: ignore[no-untyped-def]
+    def start_at_classes(self, classes: Sequence[int | None]) -> None:
         """Images whose objective is a class are drawn from that class's one-hot vector, which stays fixed."""
         count = self.fixed_class.shape[1]
         for index, target in enumerate(classes):

@@ -15,9 +15,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from priors.diffusers_loading import DiffusersModelError, load_diffusers_config, load_diffusers_model, resolve_source
 from priors.diffusion import CLASS_LABEL_OPTION, RANDOM_CLASS, check_unet_config, class_count, native_side, unet_class
@@ -31,7 +32,7 @@ DEFAULT_NORM_PENALTY = 1.0
 LEARNING_RATE = 0.05
 
 
-def load_consistency_scheduler(source: str | Path):  # type: ignore[no-untyped-def]
+def load_consistency_scheduler(source: str | Path) -> Any:
     """The folder's CMStochasticIterativeScheduler (``scheduler/`` of the pipeline); raises DiffusersModelError."""
     from diffusers import CMStochasticIterativeScheduler
 
@@ -50,6 +51,8 @@ def load_consistency_scheduler(source: str | Path):  # type: ignore[no-untyped-d
 class ConsistencyImage(LatentImage):
     """Images a frozen consistency model draws in one step from a trainable noise image."""
 
+    labels: Tensor
+
     def __init__(
         self,
         batch: int,
@@ -57,8 +60,8 @@ class ConsistencyImage(LatentImage):
         width: int,
         *,
         generator: torch.Generator,
-        unet: nn.Module,
-        scheduler,  # type: ignore[no-untyped-def]
+        unet: Any,
+        scheduler: Any,
         clip: float = DEFAULT_CLIP,
         norm_penalty: float = DEFAULT_NORM_PENALTY,
         class_label: int = RANDOM_CLASS,
@@ -71,7 +74,7 @@ class ConsistencyImage(LatentImage):
             width,
             generator=generator,
             network=unet,
-            latent_shape=(int(config.get("in_channels", 3)), side, side),  # type: ignore[call-overload]
+            latent_shape=(int(config.get("in_channels", 3)), side, side),
             clip=clip,
             norm_penalty=norm_penalty,
             learning_rate=LEARNING_RATE,

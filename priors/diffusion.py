@@ -25,6 +25,7 @@ import json
 import math
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -104,6 +105,9 @@ class GuidedDiffusionImage(Parameterization):
     """A DDIM sample whose trajectory is steered by the objective's gradient on the predicted clean image."""
 
     owns_update = True
+    alpha_bars: Tensor
+    noisy: Tensor
+    labels: Tensor
 
     def __init__(
         self,
@@ -112,7 +116,7 @@ class GuidedDiffusionImage(Parameterization):
         width: int,
         *,
         generator: torch.Generator,
-        unet: nn.Module,
+        unet: Any,
         scheduler,
         sampling_steps: int = DEFAULT_SAMPLING_STEPS,
         guidance_scale: float = DEFAULT_GUIDANCE_SCALE,
@@ -153,7 +157,7 @@ class GuidedDiffusionImage(Parameterization):
         self._noise: Tensor | None = None
 
     @property
-    def unet(self) -> nn.Module:
+    def unet(self) -> Any:
         return self._frozen[0]
 
     def start_at_classes(self, classes: Sequence[int | None]) -> None:

@@ -22,10 +22,11 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
 from priors.base import Parameterization
 from priors.decoder import upsampling_factor
@@ -102,6 +103,8 @@ class LatentDiffusionImage(Parameterization):
     """A DDIM sample in a frozen autoencoder's latent, steered by the objective's gradient on the decoded image."""
 
     owns_update = True
+    labels: Tensor
+    noisy: Tensor
 
     def __init__(
         self,
@@ -110,9 +113,9 @@ class LatentDiffusionImage(Parameterization):
         width: int,
         *,
         generator: torch.Generator,
-        denoiser: nn.Module,
-        decoder: nn.Module,
-        scheduler,  # type: ignore[no-untyped-def]
+        denoiser: Any,
+        decoder: Any,
+        scheduler: Any,
         classes: int,
         sampling_steps: int = DEFAULT_SAMPLING_STEPS,
         guidance_scale: float = DEFAULT_GUIDANCE_SCALE,
@@ -143,11 +146,11 @@ class LatentDiffusionImage(Parameterization):
         self._clean: Tensor | None = None
 
     @property
-    def denoiser(self) -> nn.Module:
+    def denoiser(self) -> Any:
         return self._frozen[0]
 
     @property
-    def decoder(self) -> nn.Module:
+    def decoder(self) -> Any:
         return self._frozen[1]
 
     @property

@@ -254,7 +254,9 @@ def check_prior(prior: PriorRequest) -> PriorRun:
     info, available = priors[prior.name]
     if not available:
         reason = info.unavailable_reason or "its model is not installed on this server"
-        raise PriorUnusableError(f"prior {prior.name!r} is registered but unavailable: {reason}", field=prior.name_field)
+        raise PriorUnusableError(
+            f"prior {prior.name!r} is registered but unavailable: {reason}", field=prior.name_field
+        )
     try:
         parsed = info.parse_options(prior.options)
     except OptionError as error:
