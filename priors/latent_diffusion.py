@@ -175,7 +175,8 @@ class LatentDiffusionImage(Parameterization):
     def _model_output(self) -> Tensor:
         timestep = self.timesteps[self.position]
         labels = self.labels if self.classes else None
-        output = self.denoiser(self.noisy, timestep.expand(self.batch), class_labels=labels).sample
+        timesteps = timestep.to(self.noisy.device).expand(self.batch)  # a UNet keeps 1-d timesteps where they are
+        output = self.denoiser(self.noisy, timesteps, class_labels=labels).sample
         return output[:, : self.latent_channels].float()  # a DiT that learned its variance returns it after the mean
 
     def _clean_from(self, output: Tensor) -> Tensor:
