@@ -98,7 +98,10 @@ def load_diffusers_model(
         if key not in _loaded:
             try:
                 model = model_class.from_pretrained(  # type: ignore[attr-defined]
-                    location, subfolder=subfolder, local_files_only=not allow_download, torch_dtype=dtype,
+                    location,
+                    subfolder=subfolder,
+                    local_files_only=not allow_download,
+                    torch_dtype=dtype,
                     low_cpu_mem_usage=False,
                 )
             except (OSError, ValueError, RuntimeError, KeyError) as error:

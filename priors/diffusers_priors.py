@@ -86,17 +86,27 @@ def register_diffusers_prior(
         )
         availability = functools.partial(_still_there, source, "UNet2DModel", UNET_SUBFOLDERS, allow_download)
 
-        def build(batch: int, height: int, width: int, *, generator: torch.Generator, device: torch.device,
-                  **options: Any) -> Parameterization:
-            return build_diffusion_prior(source, batch, height, width, generator=generator, device=device,
-                                         allow_download=allow_download, **options)
+        def build(
+            batch: int, height: int, width: int, *, generator: torch.Generator, device: torch.device, **options: Any
+        ) -> Parameterization:
+            return build_diffusion_prior(
+                source,
+                batch,
+                height,
+                width,
+                generator=generator,
+                device=device,
+                allow_download=allow_download,
+                **options,
+            )
     else:
         config = decoder_config(kind, source, allow_download=allow_download)
         shape = latent_shape(kind, config, LISTING_SIDE, LISTING_SIDE)
         info = PriorInfo(
             name=name,
             kind=PriorKind.LEARNED,
-            description=description or (
+            description=description
+            or (
                 f"latent of the diffusers {kind} decoder at {source} "
                 f"(latent {shape[0]} x side/{LISTING_SIDE // shape[1]}; listed shape is for {LISTING_SIDE}px)"
             ),
@@ -108,10 +118,20 @@ def register_diffusers_prior(
         class_name = decoder_class(kind).__name__
         availability = functools.partial(_still_there, source, class_name, DECODER_SUBFOLDERS, allow_download)
 
-        def build(batch: int, height: int, width: int, *, generator: torch.Generator, device: torch.device,
-                  **options: Any) -> Parameterization:
-            return build_decoder_prior(kind, source, batch, height, width, generator=generator, device=device,
-                                       allow_download=allow_download, **options)
+        def build(
+            batch: int, height: int, width: int, *, generator: torch.Generator, device: torch.device, **options: Any
+        ) -> Parameterization:
+            return build_decoder_prior(
+                kind,
+                source,
+                batch,
+                height,
+                width,
+                generator=generator,
+                device=device,
+                allow_download=allow_download,
+                **options,
+            )
 
     register_prior(info, available=availability)(build)
     return info

@@ -84,8 +84,9 @@ def check_unet_config(source: str | Path, config: dict[str, object]) -> None:
     """Only pixel-space UNets, unconditional or with a class-label table, can be guided here; say so before loading."""
     if config.get("class_embed_type"):
         raise DiffusersModelError(
-            source, f"conditions on class_embed_type {config.get('class_embed_type')!r}; only integer class labels "
-            "(num_class_embeds) are supported"
+            source,
+            f"conditions on class_embed_type {config.get('class_embed_type')!r}; only integer class labels "
+            "(num_class_embeds) are supported",
         )
     if config.get("in_channels", 3) != 3:
         raise DiffusersModelError(
@@ -232,16 +233,32 @@ class GuidedDiffusionImage(Parameterization):
 
 
 CLASS_LABEL_OPTION = Option(
-    "class_label", int, RANDOM_CLASS, "label a class-conditional UNet samples when the objective is not a class "
-    "(-1: a random label per image)", minimum=-1, maximum=1_000_000,
+    "class_label",
+    int,
+    RANDOM_CLASS,
+    "label a class-conditional UNet samples when the objective is not a class (-1: a random label per image)",
+    minimum=-1,
+    maximum=1_000_000,
 )
 """Offered only by class-conditional UNets."""
 
 DIFFUSION_OPTIONS = (
-    Option("sampling_steps", int, DEFAULT_SAMPLING_STEPS, "DDIM steps from noise to image (at most the scheduler's "
-           "training steps)", minimum=1, maximum=MAX_SAMPLING_STEPS),
-    Option("guidance_scale", float, DEFAULT_GUIDANCE_SCALE, "strength of the objective's pull on the predicted clean "
-           "image", minimum=0.0, maximum=1000.0),
+    Option(
+        "sampling_steps",
+        int,
+        DEFAULT_SAMPLING_STEPS,
+        "DDIM steps from noise to image (at most the scheduler's training steps)",
+        minimum=1,
+        maximum=MAX_SAMPLING_STEPS,
+    ),
+    Option(
+        "guidance_scale",
+        float,
+        DEFAULT_GUIDANCE_SCALE,
+        "strength of the objective's pull on the predicted clean image",
+        minimum=0.0,
+        maximum=1000.0,
+    ),
 )
 
 
@@ -272,7 +289,14 @@ def build_diffusion_prior(
         unet_class(), source, subfolders=PIPELINE_SUBFOLDERS, device=device, allow_download=allow_download
     )
     image = GuidedDiffusionImage(
-        batch, height, width, generator=generator, unet=unet, scheduler=scheduler,
-        sampling_steps=sampling_steps, guidance_scale=guidance_scale, class_label=class_label,
+        batch,
+        height,
+        width,
+        generator=generator,
+        unet=unet,
+        scheduler=scheduler,
+        sampling_steps=sampling_steps,
+        guidance_scale=guidance_scale,
+        class_label=class_label,
     )
     return image.to(device)
