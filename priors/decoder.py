@@ -98,16 +98,30 @@ class DecoderLatentImage(LatentImage):
 
 
 DECODER_OPTIONS = (
-    Option("clip", float, DEFAULT_CLIP, "each scaled latent component is clipped to [-clip, clip] after every step",
-           minimum=0.1, maximum=10.0),
-    Option("norm_penalty", float, DEFAULT_NORM_PENALTY, "weight of the penalty on a latent norm beyond the Gaussian shell",
-           minimum=0.0, maximum=1000.0),
+    Option(
+        "clip",
+        float,
+        DEFAULT_CLIP,
+        "each scaled latent component is clipped to [-clip, clip] after every step",
+        minimum=0.1,
+        maximum=10.0,
+    ),
+    Option(
+        "norm_penalty",
+        float,
+        DEFAULT_NORM_PENALTY,
+        "weight of the penalty on a latent norm beyond the Gaussian shell",
+        minimum=0.0,
+        maximum=1000.0,
+    ),
 )
 
 
 def decoder_config(kind: str, source: str | Path, *, allow_download: bool = False) -> dict[str, object]:
     """The decoder's config, read without loading weights; raises DiffusersModelError."""
-    return load_diffusers_config(decoder_class(kind), source, subfolders=PIPELINE_SUBFOLDERS, allow_download=allow_download)
+    return load_diffusers_config(
+        decoder_class(kind), source, subfolders=PIPELINE_SUBFOLDERS, allow_download=allow_download
+    )
 
 
 def build_decoder_prior(

@@ -69,7 +69,8 @@ def register_diffusers_prior(
         info = PriorInfo(
             name=name,
             kind=PriorKind.LEARNED,
-            description=description or f"guided DDIM sampling of the diffusers UNet at {source} ({side}x{side}, resized)",
+            description=description
+            or f"guided DDIM sampling of the diffusers UNet at {source} ({side}x{side}, resized)",
             output_size=side,
             latent_shape=(3, side, side),
             licence=licence,

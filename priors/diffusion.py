@@ -68,7 +68,9 @@ def load_ddim_scheduler(source: str | Path, *, allow_download: bool = False):
             location, f"no {SCHEDULER_FILE} in {SCHEDULER_SUBFOLDER}/ or beside the UNet: the noise schedule is unknown"
         )
     try:
-        return DDIMScheduler.from_pretrained(location, subfolder=SCHEDULER_SUBFOLDER, local_files_only=not allow_download)
+        return DDIMScheduler.from_pretrained(
+            location, subfolder=SCHEDULER_SUBFOLDER, local_files_only=not allow_download
+        )
     except (OSError, ValueError) as error:
         raise DiffusersModelError(source, f"no scheduler config found ({error})") from error
 

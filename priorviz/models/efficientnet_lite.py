@@ -73,7 +73,11 @@ class SameConv2d(nn.Conv2d):
             return F.linear(x.permute(0, 2, 3, 1), self.weight.flatten(1), self.bias).permute(0, 3, 1, 2)
         pads: list[int] = []
         for size, k, s, d in zip(
-            reversed(x.shape[-2:]), reversed(self.kernel_size), reversed(self.stride), reversed(self.dilation)
+            reversed(x.shape[-2:]),
+            reversed(self.kernel_size),
+            reversed(self.stride),
+            reversed(self.dilation),
+            strict=True,
         ):
             total = max((math.ceil(size / s) - 1) * s + (k - 1) * d + 1 - size, 0)
             pads += [total // 2, total - total // 2]
@@ -83,7 +87,9 @@ class SameConv2d(nn.Conv2d):
         return F.conv2d(F.pad(x, pads), self.weight, self.bias, self.stride, 0, self.dilation, self.groups)
 
 
-def _conv_bn(in_ch: int, out_ch: int, kernel: int, stride: int = 1, groups: int = 1) -> tuple[SameConv2d, nn.BatchNorm2d]:
+def _conv_bn(
+    in_ch: int, out_ch: int, kernel: int, stride: int = 1, groups: int = 1
+) -> tuple[SameConv2d, nn.BatchNorm2d]:
     conv = SameConv2d(in_ch, out_ch, kernel, stride=stride, groups=groups, bias=False)
     return conv, nn.BatchNorm2d(out_ch, eps=BN_EPS)
 
