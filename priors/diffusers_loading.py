@@ -13,11 +13,15 @@ import json
 import threading
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import torch
-from torch import nn
 
 from priors.base import PriorNotFoundError
+
+if TYPE_CHECKING:
+    # diffusers ships no type information, so to mypy its classes are Any.
+    from diffusers import ModelMixin
 
 CONFIG_FILE = "config.json"
 
@@ -78,26 +82,26 @@ def resolve_source(
     raise DiffusersModelError(text, f"no {class_name} found{how}")
 
 
-_loaded: dict[tuple[str, str, str | None, str, torch.dtype], nn.Module] = {}
+_loaded: dict[tuple[str, str, str | None, str, torch.dtype], ModelMixin] = {}
 _loading = threading.Lock()
 
 
 def load_diffusers_model(
-    model_class: type[nn.Module],
+    model_class: type[ModelMixin],
     source: str | Path,
     *,
     subfolders: Sequence[str],
     device: torch.device,
     dtype: torch.dtype = torch.float32,
     allow_download: bool = False,
-) -> nn.Module:
+) -> ModelMixin:
     """A frozen, eval-mode ``model_class`` from ``source``, loaded once per device and shared by jobs."""
     location, subfolder = resolve_source(source, model_class.__name__, subfolders, allow_download=allow_download)
     key = (model_class.__name__, location, subfolder, str(device), dtype)
     with _loading:
         if key not in _loaded:
             try:
-                model = model_class.from_pretrained(  # type: ignore[attr-defined]
+                model = model_class.from_pretrained(
                     location, subfolder=subfolder, local_files_only=not allow_download, torch_dtype=dtype,
                     low_cpu_mem_usage=False,
                 )
@@ -108,11 +112,11 @@ def load_diffusers_model(
 
 
 def load_diffusers_config(
-    model_class: type[nn.Module], source: str | Path, *, subfolders: Sequence[str], allow_download: bool = False
-) -> dict[str, object]:
+    model_class: type[ModelMixin], source: str | Path, *, subfolders: Sequence[str], allow_download: bool = False
+) -> dict[str, Any]:
     """The model's config (cheap: reads ``config.json`` only), for listings and shape checks."""
     location, subfolder = resolve_source(source, model_class.__name__, subfolders, allow_download=allow_download)
     try:
-        return dict(model_class.load_config(location, subfolder=subfolder, local_files_only=not allow_download))  # type: ignore[attr-defined]
+        return dict(model_class.load_config(location, subfolder=subfolder, local_files_only=not allow_download))
     except (OSError, ValueError) as error:
         raise DiffusersModelError(source, f"unreadable {model_class.__name__} config: {error}") from error

@@ -24,14 +24,19 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
 from priors.base import Parameterization
 from priors.diffusers_loading import DiffusersModelError, load_diffusers_config, load_diffusers_model, resolve_source
 from priors.options import Option
+
+if TYPE_CHECKING:
+    # diffusers ships no type information, so to mypy its classes are Any.
+    from diffusers import UNet2DModel
 
 DEFAULT_SAMPLING_STEPS = 50
 DEFAULT_GUIDANCE_SCALE = 0.5
@@ -41,7 +46,7 @@ SCHEDULER_SUBFOLDER = "scheduler"
 SCHEDULER_FILE = "scheduler_config.json"
 
 
-def unet_class() -> type[nn.Module]:
+def unet_class() -> type[UNet2DModel]:
     from diffusers import UNet2DModel
 
     return UNet2DModel
@@ -75,7 +80,7 @@ def load_ddim_scheduler(source: str | Path, *, allow_download: bool = False):
         raise DiffusersModelError(source, f"no scheduler config found ({error})") from error
 
 
-def check_unet_config(source: str | Path, config: dict[str, object]) -> None:
+def check_unet_config(source: str | Path, config: dict[str, Any]) -> None:
     """Only unconditional, pixel-space UNets can be guided here; say so before loading weights."""
     if config.get("num_class_embeds") or config.get("class_embed_type"):
         raise DiffusersModelError(source, "is a class-conditional UNet; only unconditional UNets are supported")
@@ -85,15 +90,17 @@ def check_unet_config(source: str | Path, config: dict[str, object]) -> None:
         )
 
 
-def native_side(config: dict[str, object]) -> int:
+def native_side(config: dict[str, Any]) -> int:
     size = config.get("sample_size") or 64
-    return int(size[0] if isinstance(size, list | tuple) else size)  # type: ignore[arg-type]
+    return int(size[0] if isinstance(size, list | tuple) else size)
 
 
 class GuidedDiffusionImage(Parameterization):
     """A DDIM sample whose trajectory is steered by the objective's gradient on the predicted clean image."""
 
     owns_update = True
+    alpha_bars: Tensor
+    noisy: Tensor
 
     def __init__(
         self,
@@ -102,7 +109,7 @@ class GuidedDiffusionImage(Parameterization):
         width: int,
         *,
         generator: torch.Generator,
-        unet: nn.Module,
+        unet: UNet2DModel,
         scheduler,
         sampling_steps: int = DEFAULT_SAMPLING_STEPS,
         guidance_scale: float = DEFAULT_GUIDANCE_SCALE,
@@ -132,7 +139,7 @@ class GuidedDiffusionImage(Parameterization):
         self._noise: Tensor | None = None
 
     @property
-    def unet(self) -> nn.Module:
+    def unet(self) -> UNet2DModel:
         return self._frozen[0]
 
     @property
@@ -200,7 +207,7 @@ DIFFUSION_OPTIONS = (
 )
 
 
-def unet_config(source: str | Path, *, allow_download: bool = False) -> dict[str, object]:
+def unet_config(source: str | Path, *, allow_download: bool = False) -> dict[str, Any]:
     """The UNet's config, read without loading weights; raises DiffusersModelError."""
     config = load_diffusers_config(unet_class(), source, subfolders=PIPELINE_SUBFOLDERS, allow_download=allow_download)
     check_unet_config(source, config)

@@ -224,14 +224,14 @@ def fold_batchnorm(model: EfficientNetLite) -> EfficientNetLite:
     folded = copy.deepcopy(model).eval()
     pairs: list[tuple[nn.Module, str, str]] = [(folded.stem, "0", "1"), (folded.head, "0", "1")]
     for block in folded.blocks:
+        assert isinstance(block, MBConvBlock)
         if block.has_expand:
             pairs.append((block, "expand_conv", "bn0"))
         pairs += [(block, "depthwise_conv", "bn1"), (block, "project_conv", "bn2")]
     for parent, conv_name, bn_name in pairs:
-        _fold_pair(getattr(parent, conv_name) if not conv_name.isdigit() else parent[int(conv_name)],
-                   getattr(parent, bn_name) if not bn_name.isdigit() else parent[int(bn_name)])
-        if bn_name.isdigit():
-            parent[int(bn_name)] = nn.Identity()
-        else:
-            setattr(parent, bn_name, nn.Identity())
+        conv, bn = parent.get_submodule(conv_name), parent.get_submodule(bn_name)
+        assert isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d)
+        _fold_pair(conv, bn)
+        # A Sequential's children are named "0", "1", ...: setattr replaces one as indexing would.
+        setattr(parent, bn_name, nn.Identity())
     return folded
