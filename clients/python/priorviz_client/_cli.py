@@ -355,7 +355,7 @@ def _invert(client: Client, args: argparse.Namespace) -> int:
     for name in ("model", "steps", "size", "learning_rate", "total_variation_weight", "held_out_model"):
         value = getattr(args, name)
         if value is not None:
-            options[name] = value  # type: ignore[literal-required]
+            options[name] = value
     job = client.invert_stream(image, dict(args.layers), priors=args.priors, timeout=args.deadline, **options)
     inversions = _run(job, _progress_bar(args, ""))
     settings = {"server": client.connection.target, "image": args.image, **options}
