@@ -47,6 +47,8 @@ def composite_activation(features: Tensor) -> Tensor:
 class CppnImage(Parameterization):
     """One CPPN per batch element, evaluated on the coordinate grid of the requested size."""
 
+    coordinates: Tensor
+
     def __init__(
         self, batch: int, height: int, width: int, *, generator: torch.Generator, layers: int = 8, hidden: int = 24
     ) -> None:

@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from priors.diffusers_loading import (
     DiffusersModelError,
@@ -24,6 +25,10 @@ from priors.diffusers_loading import (
 )
 from priors.latent import LatentImage
 from priors.options import Option
+
+if TYPE_CHECKING:
+    # diffusers ships no type information, so to mypy its classes are Any.
+    from diffusers import ModelMixin
 
 DEFAULT_CLIP = 3.0
 DEFAULT_NORM_PENALTY = 0.01
@@ -34,11 +39,11 @@ PIPELINE_SUBFOLDERS = ("vae", "vqvae")
 DECODER_KINDS = ("autoencoder_kl", "autoencoder_tiny", "vq")
 
 
-def decoder_class(kind: str) -> type[nn.Module]:
+def decoder_class(kind: str) -> type[ModelMixin]:
     """The diffusers class for a decoder kind."""
     from diffusers import AutoencoderKL, AutoencoderTiny, VQModel
 
-    classes: dict[str, type[nn.Module]] = {
+    classes: dict[str, type[ModelMixin]] = {
         "autoencoder_kl": AutoencoderKL, "autoencoder_tiny": AutoencoderTiny, "vq": VQModel,
     }
     if kind not in classes:
@@ -46,21 +51,21 @@ def decoder_class(kind: str) -> type[nn.Module]:
     return classes[kind]
 
 
-def upsampling_factor(kind: str, config: dict[str, object]) -> int:
+def upsampling_factor(kind: str, config: dict[str, Any]) -> int:
     """How many image pixels one latent cell spans, from the model's config."""
     if kind == "autoencoder_tiny":
         blocks = config.get("num_decoder_blocks", (3, 3, 3, 1))
-        return int(config.get("upsampling_scaling_factor", 2)) ** (len(blocks) - 1)  # type: ignore[arg-type]
-    return 2 ** (len(config.get("block_out_channels", (64,))) - 1)  # type: ignore[arg-type]
+        return int(config.get("upsampling_scaling_factor", 2)) ** (len(blocks) - 1)
+    return 2 ** (len(config.get("block_out_channels", (64,))) - 1)
 
 
-def latent_shape(kind: str, config: dict[str, object], height: int, width: int) -> tuple[int, int, int]:
+def latent_shape(kind: str, config: dict[str, Any], height: int, width: int) -> tuple[int, int, int]:
     """One image's latent shape (channels, rows, columns) for an image of height x width."""
     factor = upsampling_factor(kind, config)
     channels = config.get("latent_channels", 4)
     if kind == "vq":  # a VQModel decodes its quantizer's embeddings, which may be wider than the encoder's output
         channels = config.get("vq_embed_dim") or config.get("latent_channels", 3)
-    return int(channels), math.ceil(height / factor), math.ceil(width / factor)  # type: ignore[call-overload]
+    return int(channels), math.ceil(height / factor), math.ceil(width / factor)
 
 
 class DecoderLatentImage(LatentImage):
@@ -73,7 +78,7 @@ class DecoderLatentImage(LatentImage):
         width: int,
         *,
         generator: torch.Generator,
-        decoder: nn.Module,
+        decoder: ModelMixin,
         kind: str,
         clip: float = DEFAULT_CLIP,
         norm_penalty: float = DEFAULT_NORM_PENALTY,
@@ -89,7 +94,7 @@ class DecoderLatentImage(LatentImage):
         self.shift_factor = float(config.get("shift_factor") or 0.0)
 
     @property
-    def decoder(self) -> nn.Module:
+    def decoder(self) -> ModelMixin:
         return self.network
 
     def draw(self) -> Tensor:
@@ -98,16 +103,30 @@ class DecoderLatentImage(LatentImage):
 
 
 DECODER_OPTIONS = (
-    Option("clip", float, DEFAULT_CLIP, "each scaled latent component is clipped to [-clip, clip] after every step",
-           minimum=0.1, maximum=10.0),
-    Option("norm_penalty", float, DEFAULT_NORM_PENALTY, "weight of the penalty on a latent norm beyond the Gaussian shell",
-           minimum=0.0, maximum=1000.0),
+    Option(
+        "clip",
+        float,
+        DEFAULT_CLIP,
+        "each scaled latent component is clipped to [-clip, clip] after every step",
+        minimum=0.1,
+        maximum=10.0,
+    ),
+    Option(
+        "norm_penalty",
+        float,
+        DEFAULT_NORM_PENALTY,
+        "weight of the penalty on a latent norm beyond the Gaussian shell",
+        minimum=0.0,
+        maximum=1000.0,
+    ),
 )
 
 
-def decoder_config(kind: str, source: str | Path, *, allow_download: bool = False) -> dict[str, object]:
+def decoder_config(kind: str, source: str | Path, *, allow_download: bool = False) -> dict[str, Any]:
     """The decoder's config, read without loading weights; raises DiffusersModelError."""
-    return load_diffusers_config(decoder_class(kind), source, subfolders=PIPELINE_SUBFOLDERS, allow_download=allow_download)
+    return load_diffusers_config(
+        decoder_class(kind), source, subfolders=PIPELINE_SUBFOLDERS, allow_download=allow_download
+    )
 
 
 def build_decoder_prior(

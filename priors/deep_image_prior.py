@@ -78,6 +78,8 @@ def interleave(groups: int, *features: Tensor) -> Tensor:
 class Level(nn.Module):
     """One level of the hourglass: down to half size, the deeper levels, up again beside a skip."""
 
+    out_channels: int
+
     def __init__(
         self, groups: int, in_channels: int, widths: list[int], *, generator: torch.Generator
     ) -> None:

@@ -194,7 +194,8 @@ def load_distilled_generator(
             with safe_open(str(path), framework="pt") as handle:
                 metadata = handle.metadata() or {}
             saved: dict[str, Any] = json.loads(metadata["generator"])
-            config = GeneratorConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in saved.items()})
+            values: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in saved.items()}
+            config = GeneratorConfig(**values)
             network = DistilledGenerator(config)
             state = {name: tensor.float() for name, tensor in load_file(str(path)).items()}
             network.load_state_dict(state, strict=True)
@@ -241,9 +242,15 @@ class DistilledLatentImage(LatentImage):
             else None
         )
 
+    @property
+    def network(self) -> DistilledGenerator:
+        network = super().network
+        assert isinstance(network, DistilledGenerator)
+        return network
+
     @torch.no_grad()
     def start_at_classes(self, classes: Sequence[int | None]) -> None:
-        network: DistilledGenerator = self.network  # type: ignore[assignment]
+        network = self.network
         for image, label in enumerate(classes):
             if label is None or not 0 <= label < network.config.num_classes:
                 continue
@@ -253,7 +260,7 @@ class DistilledLatentImage(LatentImage):
                 self.class_template[image] = code.template[0].to(self.class_template)
 
     def draw(self) -> Tensor:
-        network: DistilledGenerator = self.network  # type: ignore[assignment]
+        network = self.network
         dtype = next(network.parameters()).dtype
         template = self.class_template.to(dtype) if self.class_template is not None else None
         images = network(self.latent.to(dtype), ClassCode(self.class_vector.to(dtype), template))

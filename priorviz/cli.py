@@ -35,7 +35,9 @@ def default_priors() -> list[str]:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="priorviz-render", description=__doc__.splitlines()[0])
     parser.add_argument("--model", default=default_model_name())
-    parser.add_argument("--objective", action="append", help=f"objective text, repeatable (default: {', '.join(DEFAULT_OBJECTIVES)})")
+    parser.add_argument(
+        "--objective", action="append", help=f"objective text, repeatable (default: {', '.join(DEFAULT_OBJECTIVES)})"
+    )
     parser.add_argument("--prior", action="append", help="prior name, repeatable (default: fourier + learned priors)")
     parser.add_argument("--steps", type=int, default=512)
     parser.add_argument("--size", type=int, default=None, help="image side (default: the model's input size)")
@@ -64,7 +66,10 @@ def main(argv: list[str] | None = None) -> int:
         for prior in priors:
             def report(event: StepEvent, label: str = f"{objective} / {prior}") -> None:
                 if event.step % 64 == 0 or event.step == event.total_steps:
-                    print(f"{label}: step {event.step}/{event.total_steps} value {event.values.mean():.3f}", file=sys.stderr)
+                    print(
+                        f"{label}: step {event.step}/{event.total_steps} value {event.values.mean():.3f}",
+                        file=sys.stderr,
+                    )
 
             result = render(model, objective, prior, size=args.size,
                             config=RenderConfig(steps=args.steps, seed=args.seed), progress=report)
@@ -82,7 +87,9 @@ def main(argv: list[str] | None = None) -> int:
             summary.append(entry)
             row.append(Cell(result.images[0], caption))
         rows.append(row)
-    titles = [f"{o}" + (f" ({model.class_names[index]})" if (index := class_index(o)) is not None else "") for o in objectives]
+    titles = [
+        f"{o}" + (f" ({model.class_names[index]})" if (index := class_index(o)) is not None else "") for o in objectives
+    ]
     contact_sheet(rows, titles, priors).save(args.out / "contact_sheet.png")
     (args.out / "summary.json").write_text(json.dumps({"model": model.name, "steps": args.steps, "seed": args.seed,
                                                          "results": summary}, indent=2))

@@ -26,7 +26,9 @@ def to_pil(image: Tensor) -> Image.Image:
     return Image.fromarray(np.ascontiguousarray(array.permute(1, 2, 0).numpy()), "RGB")
 
 
-def contact_sheet(rows: Sequence[Sequence[Cell]], row_titles: Sequence[str], column_titles: Sequence[str]) -> Image.Image:
+def contact_sheet(
+    rows: Sequence[Sequence[Cell]], row_titles: Sequence[str], column_titles: Sequence[str]
+) -> Image.Image:
     """Lay cells out in a grid with a title above each column and before each row."""
     font = ImageFont.load_default()
     side = max(cell.image.shape[-1] for row in rows for cell in row)
@@ -37,7 +39,7 @@ def contact_sheet(rows: Sequence[Sequence[Cell]], row_titles: Sequence[str], col
     draw = ImageDraw.Draw(sheet)
     for column, title in enumerate(column_titles):
         draw.text((title_width + column * (side + MARGIN), 8), title, fill="black", font=font)
-    for row_index, (row, title) in enumerate(zip(rows, row_titles)):
+    for row_index, (row, title) in enumerate(zip(rows, row_titles, strict=True)):
         top = LABEL_HEIGHT + row_index * (side + LABEL_HEIGHT + MARGIN)
         draw.text((MARGIN, top + side // 2), title, fill="black", font=font)
         for column, cell in enumerate(row):

@@ -21,6 +21,7 @@ seeded by ``seed``, so the panel of one image is the same on every call.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 import torch
@@ -91,16 +92,12 @@ def measure(
         columns["robustness"] = torch.where(clean > ROBUSTNESS_MIN_CLEAN, transformed / clean, torch.nan)
         if held_out is not None:
             columns["held_out_probability"] = held_out_probability(held_out, objective, images)
-        try:
+        with contextlib.suppress(ImageTooSmallError):
             columns["spectral_slope"] = spectral_slope(images)
-        except ImageTooSmallError:
-            pass
         columns["high_frequency_energy"] = high_frequency_energy(images)
         columns["total_variation"] = total_variation(images)
-        try:
+        with contextlib.suppress(NoBatchNormError):
             columns["bn_statistics_distance"] = batchnorm_statistics_distance(model, images).float()
-        except NoBatchNormError:
-            pass
         batch_metrics: dict[str, float] = {}
         if images.shape[0] > 1:
             batch_metrics["diversity"] = batch_diversity(model, images)

@@ -168,7 +168,9 @@ def render(
         objective = parse_objective(objective)
     config = config or RenderConfig()
     if steps is not None or seed is not None:
-        config = replace(config, steps=config.steps if steps is None else steps, seed=config.seed if seed is None else seed)
+        config = replace(
+            config, steps=config.steps if steps is None else steps, seed=config.seed if seed is None else seed
+        )
     started = time.perf_counter()
     generator = make_generator(config.seed)
     size = size or model.input_size

@@ -103,7 +103,9 @@ def standard_transforms(
     final_jitter: int = 4,
 ) -> Compose:
     """Lucid's standard transformation-robustness set, each part adjustable."""
-    return Compose((Pad(pad, pad_value), Jitter(jitter), ScaleRotate(tuple(scales), tuple(angles)), Jitter(final_jitter)))
+    return Compose(
+        (Pad(pad, pad_value), Jitter(jitter), ScaleRotate(tuple(scales), tuple(angles)), Jitter(final_jitter))
+    )
 
 
 NO_TRANSFORMS = Compose(())

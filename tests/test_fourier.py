@@ -73,7 +73,7 @@ def test_fourier_image_shape_range_and_gradient() -> None:
     image = FourierImage(3, 32, 24, generator=make_generator(0), init_std=1.0)
     out = image()
     assert out.shape == (3, 3, 32, 24)
-    assert 0.0 <= out.min().item() and out.max().item() <= 1.0
+    assert out.min().item() >= 0.0 and out.max().item() <= 1.0
     out[:, 0].mean().backward()
     assert image.spectrum.grad is not None and image.spectrum.grad.abs().sum() > 0
 

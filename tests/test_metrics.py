@@ -176,7 +176,9 @@ def test_photograph_is_more_robust_than_adversarial_pattern(
     assert cheat["bn_statistics_distance"] > photo["bn_statistics_distance"]
 
 
-def test_panel_keys_descriptions_and_values(lite0: TargetModel, lite1: TargetModel, cat_photograph: torch.Tensor) -> None:
+def test_panel_keys_descriptions_and_values(
+    lite0: TargetModel, lite1: TargetModel, cat_photograph: torch.Tensor
+) -> None:
     images = torch.cat([cat_photograph, white_noise(1, SIZE)])
     panel = measure(lite0, ClassProbability(EGYPTIAN_CAT), images, held_out=lite1, transform_samples=2)
     assert isinstance(panel, MetricPanel) and len(panel.per_image) == 2
@@ -196,9 +198,12 @@ def test_panel_keys_descriptions_and_values(lite0: TargetModel, lite1: TargetMod
 def test_statistics_distance_of_photographs_below_noise(lite0: TargetModel) -> None:
     photos = F.interpolate(foolbox_photographs()[:6], size=(SIZE, SIZE), mode="bilinear", antialias=True)
     objective = Channel("blocks.3", 0)
-    photo_distances = [v["bn_statistics_distance"] for v in measure(lite0, objective, photos, transform_samples=1).per_image]
+    photo_distances = [
+        v["bn_statistics_distance"] for v in measure(lite0, objective, photos, transform_samples=1).per_image
+    ]
     noise_distances = [
-        v["bn_statistics_distance"] for v in measure(lite0, objective, white_noise(3, SIZE), transform_samples=1).per_image
+        v["bn_statistics_distance"]
+        for v in measure(lite0, objective, white_noise(3, SIZE), transform_samples=1).per_image
     ]
     assert max(photo_distances) < min(noise_distances), (photo_distances, noise_distances)
 
@@ -206,7 +211,11 @@ def test_statistics_distance_of_photographs_below_noise(lite0: TargetModel) -> N
 def test_model_without_batch_norm_has_no_statistics_distance() -> None:
     torch.manual_seed(0)
     network = torch.nn.Sequential(
-        torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(4, 10)
+        torch.nn.Conv2d(3, 4, 3),
+        torch.nn.ReLU(),
+        torch.nn.AdaptiveAvgPool2d(1),
+        torch.nn.Flatten(),
+        torch.nn.Linear(4, 10),
     )
     tiny = TargetModel(
         "tiny", network, input_size=32, normalization=Normalization((0.5,) * 3, (0.5,) * 3),

@@ -62,7 +62,7 @@ def batch(tiny: TargetModel) -> tuple[dict[str, torch.Tensor], dict[str, np.ndar
 
 
 def test_layer_listing(tiny: TargetModel) -> None:
-    assert [(l.name, l.channels, l.height) for l in tiny.layers] == [
+    assert [(layer.name, layer.channels, layer.height) for layer in tiny.layers] == [
         ("conv1", 4, 8),
         ("act1", 4, 8),
         ("conv2", 6, 4),
@@ -149,7 +149,7 @@ def test_every_kind_has_an_evaluator(batch) -> None:
 
 
 def test_algebra_matches_arithmetic(batch) -> None:
-    acts, ref = batch
+    acts, _ref = batch
     a, b, c = Channel("conv2", 0), Channel("conv1", 1), ClassLogit(0)
     expected = evaluate(a, acts) - 0.5 * evaluate(b, acts) + 2 * evaluate(c, acts)
     combined = a - 0.5 * b + c * 2

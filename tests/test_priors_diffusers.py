@@ -101,7 +101,7 @@ def test_the_objective_rises_in_a_decoder_latent(kind: str, tmp_path: Path, lite
     config = RenderConfig(steps=12, seed=1, transforms=NO_TRANSFORMS)
     result = render(lite0, OBJECTIVE, info.name, size=SIDE, config=config, prior_options={"clip": 2.5})
     assert result.images.shape == (1, 3, SIDE, SIDE)
-    assert 0.0 <= float(result.images.min()) and float(result.images.max()) <= 1.0
+    assert float(result.images.min()) >= 0.0 and float(result.images.max()) <= 1.0
     assert float(result.values[0]) > float(result.trace[0, 0]) + 0.5
 
 
@@ -141,7 +141,7 @@ def test_the_objective_rises_under_guided_diffusion(tmp_path: Path, lite0: Targe
         result = render(lite0, OBJECTIVE, info.name, size=SIDE, config=config,
                         prior_options={"sampling_steps": 10, "guidance_scale": scale})
         assert result.images.shape == (1, 3, SIDE, SIDE)
-        assert 0.0 <= float(result.images.min()) and float(result.images.max()) <= 1.0
+        assert float(result.images.min()) >= 0.0 and float(result.images.max()) <= 1.0
         finals[scale] = float(result.values[0])
     assert finals[1.0] > finals[0.0] + 0.5
     assert lite0.hook_count() == 0
@@ -160,7 +160,7 @@ def test_sampling_reaches_the_clean_end_whatever_the_number_of_render_steps(rend
 
 def test_missing_directory_is_a_clear_error(tmp_path: Path) -> None:
     missing = tmp_path / "nowhere"
-    with pytest.raises(DiffusersModelError, match="nowhere.*no such directory"):
+    with pytest.raises(DiffusersModelError, match=r"nowhere.*no such directory"):
         register_diffusers_prior(unique("gone"), missing, "autoencoder_kl")
 
 

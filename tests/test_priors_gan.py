@@ -26,7 +26,7 @@ def test_weights_load_into_the_rebuilt_generator_without_importing_the_package()
     with torch.no_grad():
         faces = generator(latent)
     assert faces.shape == (2, 3, 64, 64)
-    assert -1.0 <= float(faces.min()) and float(faces.max()) <= 1.0
+    assert float(faces.min()) >= -1.0 and float(faces.max()) <= 1.0
     assert float(faces.std()) > 0.1  # a trained generator draws structure, not a flat image
     assert "gan_face_generate.inference" not in sys.modules  # that module pulls matplotlib
 
@@ -68,7 +68,7 @@ def test_sunglasses_reach_ninety_percent_on_lite0_within_200_steps(lite0: Target
     result = render(lite0, ClassLogit(SUNGLASSES), prior, config=RenderConfig(steps=200, seed=0))
     probability = float(lite0.predict(result.images)[0, SUNGLASSES])
     assert probability >= 0.9
-    assert 0.0 <= float(result.images.min()) and float(result.images.max()) <= 1.0
+    assert float(result.images.min()) >= 0.0 and float(result.images.max()) <= 1.0
     assert float(prior.latent.detach().abs().max()) <= priors.gan.DEFAULT_CLIP
     assert float(prior.latent.detach().norm()) < 1.2 * math.sqrt(100)  # the norm penalty holds it near the shell
     assert lite0.hook_count() == 0

@@ -23,7 +23,10 @@ from priorviz.statistics import (
 def photographs(size: int) -> torch.Tensor:
     from skimage import data
 
-    images = [torch.from_numpy(np.asarray(photo)).permute(2, 0, 1)[None].float() / 255 for photo in (data.chelsea(), data.coffee())]
+    images = [
+        torch.from_numpy(np.asarray(photo)).permute(2, 0, 1)[None].float() / 255
+        for photo in (data.chelsea(), data.coffee())
+    ]
     return torch.cat([F.interpolate(image, size=(size, size), mode="bilinear", antialias=True) for image in images])
 
 

@@ -19,7 +19,7 @@ def test_mid_layer_channel_rises_fivefold_in_64_steps(lite0: TargetModel) -> Non
     assert first > 0
     assert final >= 5 * first, f"{first:.3f} -> {final:.3f}"
     assert result.images.shape == (1, 3, 224, 224)
-    assert 0 <= result.images.min() and result.images.max() <= 1
+    assert result.images.min() >= 0 and result.images.max() <= 1
 
 
 def test_same_seed_same_image_other_seed_other_image(lite0: TargetModel) -> None:

@@ -186,11 +186,13 @@ requests = st.one_of(
 
 @pytest.fixture(scope="module")
 def served():
-    with running_server(
-        server_config(limits=LIMITS, workers=1, max_queue=2, held_out_model="efficientnet_lite0")
-    ) as server:
-        with stub_for(server) as stub:
-            yield server, stub
+    with (
+        running_server(
+            server_config(limits=LIMITS, workers=1, max_queue=2, held_out_model="efficientnet_lite0")
+        ) as server,
+        stub_for(server) as stub,
+    ):
+        yield server, stub
 
 
 @settings(

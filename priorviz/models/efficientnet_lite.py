@@ -73,7 +73,11 @@ class SameConv2d(nn.Conv2d):
             return F.linear(x.permute(0, 2, 3, 1), self.weight.flatten(1), self.bias).permute(0, 3, 1, 2)
         pads: list[int] = []
         for size, k, s, d in zip(
-            reversed(x.shape[-2:]), reversed(self.kernel_size), reversed(self.stride), reversed(self.dilation)
+            reversed(x.shape[-2:]),
+            reversed(self.kernel_size),
+            reversed(self.stride),
+            reversed(self.dilation),
+            strict=True,
         ):
             total = max((math.ceil(size / s) - 1) * s + (k - 1) * d + 1 - size, 0)
             pads += [total // 2, total - total // 2]
@@ -83,7 +87,9 @@ class SameConv2d(nn.Conv2d):
         return F.conv2d(F.pad(x, pads), self.weight, self.bias, self.stride, 0, self.dilation, self.groups)
 
 
-def _conv_bn(in_ch: int, out_ch: int, kernel: int, stride: int = 1, groups: int = 1) -> tuple[SameConv2d, nn.BatchNorm2d]:
+def _conv_bn(
+    in_ch: int, out_ch: int, kernel: int, stride: int = 1, groups: int = 1
+) -> tuple[SameConv2d, nn.BatchNorm2d]:
     conv = SameConv2d(in_ch, out_ch, kernel, stride=stride, groups=groups, bias=False)
     return conv, nn.BatchNorm2d(out_ch, eps=BN_EPS)
 
@@ -218,14 +224,14 @@ def fold_batchnorm(model: EfficientNetLite) -> EfficientNetLite:
     folded = copy.deepcopy(model).eval()
     pairs: list[tuple[nn.Module, str, str]] = [(folded.stem, "0", "1"), (folded.head, "0", "1")]
     for block in folded.blocks:
+        assert isinstance(block, MBConvBlock)
         if block.has_expand:
             pairs.append((block, "expand_conv", "bn0"))
         pairs += [(block, "depthwise_conv", "bn1"), (block, "project_conv", "bn2")]
     for parent, conv_name, bn_name in pairs:
-        _fold_pair(getattr(parent, conv_name) if not conv_name.isdigit() else parent[int(conv_name)],
-                   getattr(parent, bn_name) if not bn_name.isdigit() else parent[int(bn_name)])
-        if bn_name.isdigit():
-            parent[int(bn_name)] = nn.Identity()
-        else:
-            setattr(parent, bn_name, nn.Identity())
+        conv, bn = parent.get_submodule(conv_name), parent.get_submodule(bn_name)
+        assert isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d)
+        _fold_pair(conv, bn)
+        # A Sequential's children are named "0", "1", ...: setattr replaces one as indexing would.
+        setattr(parent, bn_name, nn.Identity())
     return folded

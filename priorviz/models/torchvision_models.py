@@ -39,7 +39,7 @@ def listed_layers(module: nn.Module, input_size: int) -> list[str]:
     finally:
         for handle in handles:
             handle.remove()
-    return order + [LOGITS]
+    return [*order, LOGITS]
 
 
 def _weights_on_disk(weights: torchvision.models.WeightsEnum) -> Path:

@@ -95,7 +95,7 @@ class TrainConfig:
         """Read a config file; unknown keys are an error, so that a typo is not silently ignored."""
         raw = tomllib.loads(path.read_text())
         sections = {"generator": GeneratorConfig, "augment": AugmentConfig, "loss": LossConfig, "run": RunConfig}
-        values: dict[str, object] = {}
+        values: dict[str, Any] = {}
         for key, value in raw.items():
             if key in sections:
                 values[key] = _dataclass_from(sections[key], value, f"[{key}]")
@@ -103,7 +103,7 @@ class TrainConfig:
                 values[key] = value
             else:
                 raise ValueError(f"{path}: unknown key {key!r}")
-        return cls(**values)  # type: ignore[arg-type]
+        return cls(**values)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)

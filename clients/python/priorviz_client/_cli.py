@@ -190,7 +190,7 @@ def _render_options(args: argparse.Namespace) -> RenderOptions:
     for name in ("model", "steps", "size", "learning_rate", "held_out_model", "statistics_prior_weight"):
         value = getattr(args, name)
         if value is not None:
-            options[name] = value  # type: ignore[literal-required]
+            options[name] = value
     if args.preview_steps:
         options["preview_steps"] = args.preview_steps
     if args.init_image:
@@ -361,7 +361,7 @@ def _invert(client: Client, args: argparse.Namespace) -> int:
     for name in ("model", "steps", "size", "learning_rate", "total_variation_weight", "held_out_model"):
         value = getattr(args, name)
         if value is not None:
-            options[name] = value  # type: ignore[literal-required]
+            options[name] = value
     job = client.invert_stream(image, dict(args.layers), priors=args.priors, timeout=args.deadline, **options)
     inversions = _run(job, _progress_bar(args, ""))
     settings = {"server": client.connection.target, "image": args.image, **options}

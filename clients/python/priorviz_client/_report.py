@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import html
 import io
+import string
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 
@@ -25,18 +26,18 @@ DISPLAY_SIZE = 224
 FRAME_WIDTH = 3
 """CSS pixels of the kind-coloured frame around each image."""
 
-_STYLE = """
+_STYLE = string.Template("""
 body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 24px; color: #141414; background: #fff; }
 h1 { font-size: 22px; margin: 0 0 4px; }
 h2 { font-size: 17px; margin: 28px 0 8px; font-family: ui-monospace, monospace; }
 p.lead { max-width: 60em; color: #444; }
 table.settings td { padding: 1px 12px 1px 0; font-size: 13px; }
 .row { display: flex; gap: 16px; flex-wrap: wrap; align-items: flex-start; margin-bottom: 12px; }
-figure { margin: 0; width: %(framed)dpx; }
-figure img { display: block; width: %(size)dpx; height: %(size)dpx; border: %(frame)dpx solid; }
+figure { margin: 0; width: ${framed}px; }
+figure img { display: block; width: ${size}px; height: ${size}px; border: ${frame}px solid; }
 figure img.small { image-rendering: pixelated; }
 figcaption { font-size: 13px; font-weight: 600; margin-bottom: 4px; }
-table.metrics { font-size: 12px; border-collapse: collapse; width: 100%%; margin-top: 4px; }
+table.metrics { font-size: 12px; border-collapse: collapse; width: 100%; margin-top: 4px; }
 table.metrics td { padding: 1px 0; }
 table.metrics td.value { text-align: right; font-variant-numeric: tabular-nums; }
 svg.trace { display: block; margin-top: 4px; }
@@ -44,7 +45,7 @@ svg.trace { display: block; margin-top: 4px; }
 dl.glossary dt { font-family: ui-monospace, monospace; font-size: 13px; margin-top: 6px; }
 dl.glossary dd { margin-left: 16px; font-size: 13px; color: #444; }
 .licence { font-size: 12px; color: #7a4b00; }
-""" % {"size": DISPLAY_SIZE, "frame": FRAME_WIDTH, "framed": DISPLAY_SIZE + 2 * FRAME_WIDTH}
+""").substitute(size=DISPLAY_SIZE, frame=FRAME_WIDTH, framed=DISPLAY_SIZE + 2 * FRAME_WIDTH)
 
 
 def _rgb(colour: tuple[int, int, int]) -> str:
