@@ -44,7 +44,9 @@ def decoder_class(kind: str) -> type[ModelMixin]:
     from diffusers import AutoencoderKL, AutoencoderTiny, VQModel
 
     classes: dict[str, type[ModelMixin]] = {
-        "autoencoder_kl": AutoencoderKL, "autoencoder_tiny": AutoencoderTiny, "vq": VQModel,
+        "autoencoder_kl": AutoencoderKL,
+        "autoencoder_tiny": AutoencoderTiny,
+        "vq": VQModel,
     }
     if kind not in classes:
         raise ValueError(f"unknown decoder kind {kind!r}; expected one of {', '.join(DECODER_KINDS)}")
@@ -85,9 +87,15 @@ class DecoderLatentImage(LatentImage):
     ) -> None:
         config = dict(decoder.config)
         super().__init__(
-            batch, height, width, generator=generator, network=decoder,
+            batch,
+            height,
+            width,
+            generator=generator,
+            network=decoder,
             latent_shape=latent_shape(kind, config, height, width),
-            clip=clip, norm_penalty=norm_penalty, learning_rate=LEARNING_RATE,
+            clip=clip,
+            norm_penalty=norm_penalty,
+            learning_rate=LEARNING_RATE,
         )
         self.kind = kind
         self.scaling_factor = float(config.get("scaling_factor") or 1.0)
@@ -149,7 +157,13 @@ def build_decoder_prior(
     if not hasattr(decoder, "decode"):
         raise DiffusersModelError(source, f"{type(decoder).__name__} has no decoder")
     image = DecoderLatentImage(
-        batch, height, width, generator=generator, decoder=decoder, kind=kind,
-        clip=clip, norm_penalty=norm_penalty,
+        batch,
+        height,
+        width,
+        generator=generator,
+        decoder=decoder,
+        kind=kind,
+        clip=clip,
+        norm_penalty=norm_penalty,
     )
     return image.to(device)

@@ -39,7 +39,13 @@ class GroupedConv(nn.Module):
     each with its own weights, initialized as PyTorch's default (uniform within 1/sqrt(fan-in))."""
 
     def __init__(
-        self, groups: int, in_channels: int, out_channels: int, kernel: int, *, generator: torch.Generator,
+        self,
+        groups: int,
+        in_channels: int,
+        out_channels: int,
+        kernel: int,
+        *,
+        generator: torch.Generator,
         stride: int = 1,
     ) -> None:
         super().__init__()
@@ -59,7 +65,13 @@ class ConvUnit(nn.Sequential):
     """Convolution, per-map batch norm, leaky ReLU."""
 
     def __init__(
-        self, groups: int, in_channels: int, out_channels: int, kernel: int, *, generator: torch.Generator,
+        self,
+        groups: int,
+        in_channels: int,
+        out_channels: int,
+        kernel: int,
+        *,
+        generator: torch.Generator,
         stride: int = 1,
     ) -> None:
         super().__init__(
@@ -80,9 +92,7 @@ class Level(nn.Module):
 
     out_channels: int
 
-    def __init__(
-        self, groups: int, in_channels: int, widths: list[int], *, generator: torch.Generator
-    ) -> None:
+    def __init__(self, groups: int, in_channels: int, widths: list[int], *, generator: torch.Generator) -> None:
         super().__init__()
         width, self.groups = widths[0], groups
         self.skip = ConvUnit(groups, in_channels, SKIP_CHANNELS, 1, generator=generator)
@@ -148,7 +158,13 @@ class DeepImagePrior(Parameterization):
     )
 )
 def build_deep_image_prior(
-    batch: int, height: int, width: int, *, generator: torch.Generator, device: torch.device, depth: int,
+    batch: int,
+    height: int,
+    width: int,
+    *,
+    generator: torch.Generator,
+    device: torch.device,
+    depth: int,
     channels: int,
 ) -> DeepImagePrior:
     return DeepImagePrior(batch, height, width, generator=generator, depth=depth, channels=channels).to(device)

@@ -75,8 +75,14 @@ class FourierImage(Parameterization):
     )
 )
 def build_fourier(
-    batch: int, height: int, width: int, *, generator: torch.Generator, device: torch.device,
-    decay_power: float, decorrelate: bool,
+    batch: int,
+    height: int,
+    width: int,
+    *,
+    generator: torch.Generator,
+    device: torch.device,
+    decay_power: float,
+    decorrelate: bool,
 ) -> FourierImage:
     image = FourierImage(batch, height, width, generator=generator, decay_power=decay_power, decorrelate=decorrelate)
     return image.to(device)

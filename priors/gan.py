@@ -114,8 +114,15 @@ class GanLatentImage(LatentImage):
         norm_penalty: float = DEFAULT_NORM_PENALTY,
     ) -> None:
         super().__init__(
-            batch, height, width, generator=generator, network=network, latent_shape=(latent_size, 1, 1),
-            clip=clip, norm_penalty=norm_penalty, learning_rate=LEARNING_RATE,
+            batch,
+            height,
+            width,
+            generator=generator,
+            network=network,
+            latent_shape=(latent_size, 1, 1),
+            clip=clip,
+            norm_penalty=norm_penalty,
+            learning_rate=LEARNING_RATE,
         )
 
     def draw(self) -> Tensor:
@@ -152,11 +159,22 @@ class GanLatentImage(LatentImage):
     available=face_gan_available,
 )
 def build_gan_faces(
-    batch: int, height: int, width: int, *, generator: torch.Generator, device: torch.device,
-    clip: float, norm_penalty: float,
+    batch: int,
+    height: int,
+    width: int,
+    *,
+    generator: torch.Generator,
+    device: torch.device,
+    clip: float,
+    norm_penalty: float,
 ) -> GanLatentImage:
     image = GanLatentImage(
-        batch, height, width, generator=generator, network=load_face_generator(device), clip=clip,
+        batch,
+        height,
+        width,
+        generator=generator,
+        network=load_face_generator(device),
+        clip=clip,
         norm_penalty=norm_penalty,
     )
     return image.to(device)

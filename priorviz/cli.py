@@ -64,6 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     for objective in objectives:
         row = []
         for prior in priors:
+
             def report(event: StepEvent, label: str = f"{objective} / {prior}") -> None:
                 if event.step % 64 == 0 or event.step == event.total_steps:
                     print(
@@ -71,12 +72,22 @@ def main(argv: list[str] | None = None) -> int:
                         file=sys.stderr,
                     )
 
-            result = render(model, objective, prior, size=args.size,
-                            config=RenderConfig(steps=args.steps, seed=args.seed), progress=report)
+            result = render(
+                model,
+                objective,
+                prior,
+                size=args.size,
+                config=RenderConfig(steps=args.steps, seed=args.seed),
+                progress=report,
+            )
             index = class_index(objective)
             caption = f"value {result.values.item():.2f}"
-            entry = {"objective": objective.to_text(), "prior": prior, "value": result.values.item(),
-                     "seconds": round(result.seconds, 2)}
+            entry = {
+                "objective": objective.to_text(),
+                "prior": prior,
+                "value": result.values.item(),
+                "seconds": round(result.seconds, 2),
+            }
             if index is not None:
                 probability = model.predict(result.images)[0, index].item()
                 caption += f"\np({model.class_names[index]}) {probability:.3f}"
@@ -91,8 +102,9 @@ def main(argv: list[str] | None = None) -> int:
         f"{o}" + (f" ({model.class_names[index]})" if (index := class_index(o)) is not None else "") for o in objectives
     ]
     contact_sheet(rows, titles, priors).save(args.out / "contact_sheet.png")
-    (args.out / "summary.json").write_text(json.dumps({"model": model.name, "steps": args.steps, "seed": args.seed,
-                                                         "results": summary}, indent=2))
+    (args.out / "summary.json").write_text(
+        json.dumps({"model": model.name, "steps": args.steps, "seed": args.seed, "results": summary}, indent=2)
+    )
     print(f"wrote {args.out / 'contact_sheet.png'} and {args.out / 'summary.json'}")
     return 0
 

@@ -50,7 +50,7 @@ class Jitter(Transform):
             return images
         height, width = images.shape[-2:]
         dx, dy = (int(v) for v in torch.randint(self.amount + 1, (2,), generator=generator))
-        return images[..., dy:dy + height - self.amount, dx:dx + width - self.amount]
+        return images[..., dy : dy + height - self.amount, dx : dx + width - self.amount]
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ class Limits:
     max_batch: int = 8
     max_preview_steps: int = 16
     """How many preview steps one request may ask for."""
-    max_compare_priors: int = 6
+    max_compare_priors: int = 8
     """Priors a Compare request may list (the default list, every prior offered, is not cut)."""
     max_objective_nodes: int = 256
     """Nodes of an objective tree (or terms of its text form), to bound parsing and evaluation."""

@@ -118,9 +118,7 @@ def test_spectral_slope_recovers_power_law_exponent(exponent: float) -> None:
 
 
 def test_photographs_fall_near_minus_two_and_noise_is_flat() -> None:
-    photos = torch.cat(
-        [foolbox_photographs(), skimage_photograph("chelsea", 224), skimage_photograph("coffee", 224)]
-    )
+    photos = torch.cat([foolbox_photographs(), skimage_photograph("chelsea", 224), skimage_photograph("coffee", 224)])
     slopes = spectral_slope(photos)
     # Measured: foolbox -1.2 .. -3.1 (mean -2.4), chelsea -2.9, coffee -2.9 (shallow depth of field).
     assert -2.8 < slopes.mean().item() < -1.8, slopes
@@ -185,8 +183,13 @@ def test_panel_keys_descriptions_and_values(
     for values in panel.per_image:
         assert set(values) <= set(METRIC_DESCRIPTIONS)
         assert {
-            "objective", "objective_transformed", "spectral_slope", "high_frequency_energy", "total_variation",
-            "bn_statistics_distance", "held_out_probability",
+            "objective",
+            "objective_transformed",
+            "spectral_slope",
+            "high_frequency_energy",
+            "total_variation",
+            "bn_statistics_distance",
+            "held_out_probability",
         } <= set(values)
         assert all(isinstance(value, float) and math.isfinite(value) for value in values.values())
     assert set(panel.batch) == {"diversity"}
@@ -218,8 +221,12 @@ def test_model_without_batch_norm_has_no_statistics_distance() -> None:
         torch.nn.Linear(4, 10),
     )
     tiny = TargetModel(
-        "tiny", network, input_size=32, normalization=Normalization((0.5,) * 3, (0.5,) * 3),
-        class_names=[str(i) for i in range(10)], layer_names=["0", "logits"],
+        "tiny",
+        network,
+        input_size=32,
+        normalization=Normalization((0.5,) * 3, (0.5,) * 3),
+        class_names=[str(i) for i in range(10)],
+        layer_names=["0", "logits"],
     )
     panel = measure(tiny, ClassLogit(3), white_noise(2, 32), transform_samples=1)
     assert all("bn_statistics_distance" not in values for values in panel.per_image)

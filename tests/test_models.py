@@ -169,8 +169,17 @@ def test_local_checkpoint(tmp_path: Path) -> None:
     torch.manual_seed(0)
     net = torchvision.models.squeezenet1_1(weights=None, num_classes=4).eval()
     path = tmp_path / "birds.pt"
-    torch.save({"arch": "squeezenet1_1", "state_dict": net.state_dict(), "class_names": ["a", "b", "c", "d"],
-                "input_size": 96, "mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5]}, path)
+    torch.save(
+        {
+            "arch": "squeezenet1_1",
+            "state_dict": net.state_dict(),
+            "class_names": ["a", "b", "c", "d"],
+            "input_size": 96,
+            "mean": [0.5, 0.5, 0.5],
+            "std": [0.5, 0.5, 0.5],
+        },
+        path,
+    )
     model = get_model(f"checkpoint:{path}", device="cpu")
     assert model.class_names == ("a", "b", "c", "d") and model.input_size == 96
     images = torch.rand(1, 3, 96, 96)

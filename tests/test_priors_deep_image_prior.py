@@ -43,7 +43,10 @@ def test_noise_is_fixed_and_the_weights_move(lite0: TargetModel) -> None:
 def test_levels_and_size_limit() -> None:
     assert level_widths(16, 5) == [16, 32, 64, 64, 64]
     assert get_prior("deep_image_prior", 1, 16, 20, generator=make_generator(0), depth=3, channels=4)().shape == (
-        1, 3, 16, 20,
+        1,
+        3,
+        16,
+        20,
     )
     with pytest.raises(ValueError, match="at least 32 pixels"):
         get_prior("deep_image_prior", 1, 16, 16, generator=make_generator(0), depth=4)

@@ -43,9 +43,14 @@ def save_autoencoder_kl(directory: Path) -> Path:
 
     torch.manual_seed(0)
     model = AutoencoderKL(
-        down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
-        block_out_channels=(8, 16), layers_per_block=1, latent_channels=4, norm_num_groups=4,
-        sample_size=32, scaling_factor=0.5,
+        down_block_types=("DownEncoderBlock2D",) * 2,
+        up_block_types=("UpDecoderBlock2D",) * 2,
+        block_out_channels=(8, 16),
+        layers_per_block=1,
+        latent_channels=4,
+        norm_num_groups=4,
+        sample_size=32,
+        scaling_factor=0.5,
     )
     model.save_pretrained(directory)
     return directory
@@ -56,8 +61,11 @@ def save_autoencoder_tiny(directory: Path) -> Path:
 
     torch.manual_seed(0)
     model = AutoencoderTiny(
-        encoder_block_out_channels=(8, 8), decoder_block_out_channels=(8, 8),
-        num_encoder_blocks=(1, 1), num_decoder_blocks=(1, 1), latent_channels=4,
+        encoder_block_out_channels=(8, 8),
+        decoder_block_out_channels=(8, 8),
+        num_encoder_blocks=(1, 1),
+        num_decoder_blocks=(1, 1),
+        latent_channels=4,
     )
     model.save_pretrained(directory)
     return directory
@@ -69,9 +77,14 @@ def save_vq_pipeline(directory: Path) -> Path:
 
     torch.manual_seed(0)
     model = VQModel(
-        down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
-        block_out_channels=(8, 16), layers_per_block=1, latent_channels=3, num_vq_embeddings=32,
-        norm_num_groups=4, sample_size=32,
+        down_block_types=("DownEncoderBlock2D",) * 2,
+        up_block_types=("UpDecoderBlock2D",) * 2,
+        block_out_channels=(8, 16),
+        layers_per_block=1,
+        latent_channels=3,
+        num_vq_embeddings=32,
+        norm_num_groups=4,
+        sample_size=32,
     )
     model.save_pretrained(directory / "vqvae")
     (directory / "model_index.json").write_text(json.dumps({"_class_name": "LDMPipeline"}))
@@ -83,8 +96,14 @@ def save_ddpm_pipeline(directory: Path) -> Path:
 
     torch.manual_seed(0)
     unet = UNet2DModel(
-        sample_size=16, in_channels=3, out_channels=3, layers_per_block=1, block_out_channels=(8, 16),
-        down_block_types=("DownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "UpBlock2D"), norm_num_groups=4,
+        sample_size=16,
+        in_channels=3,
+        out_channels=3,
+        layers_per_block=1,
+        block_out_channels=(8, 16),
+        down_block_types=("DownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "UpBlock2D"),
+        norm_num_groups=4,
     )
     DDPMPipeline(unet=unet, scheduler=DDPMScheduler(num_train_timesteps=100)).save_pretrained(directory)
     return directory
@@ -107,8 +126,9 @@ def test_the_objective_rises_in_a_decoder_latent(kind: str, tmp_path: Path, lite
 
 def test_decoder_latent_follows_image_size_scaling_factor_and_clip(tmp_path: Path) -> None:
     source = save_autoencoder_kl(tmp_path / "kl")
-    prior = build_decoder_prior("autoencoder_kl", source, 2, 70, 70, generator=make_generator(0),
-                                device=torch.device("cpu"), clip=1.5)
+    prior = build_decoder_prior(
+        "autoencoder_kl", source, 2, 70, 70, generator=make_generator(0), device=torch.device("cpu"), clip=1.5
+    )
     assert isinstance(prior, DecoderLatentImage)
     assert prior.latent.shape == (2, 4, 35, 35)  # ceil(70 / 2): one upsampling stage
     assert prior().shape == (2, 3, 70, 70)
@@ -138,8 +158,14 @@ def test_the_objective_rises_under_guided_diffusion(tmp_path: Path, lite0: Targe
     config = RenderConfig(steps=10, seed=4, transforms=NO_TRANSFORMS)
     finals = {}
     for scale in (0.0, 1.0):
-        result = render(lite0, OBJECTIVE, info.name, size=SIDE, config=config,
-                        prior_options={"sampling_steps": 10, "guidance_scale": scale})
+        result = render(
+            lite0,
+            OBJECTIVE,
+            info.name,
+            size=SIDE,
+            config=config,
+            prior_options={"sampling_steps": 10, "guidance_scale": scale},
+        )
         assert result.images.shape == (1, 3, SIDE, SIDE)
         assert float(result.images.min()) >= 0.0 and float(result.images.max()) <= 1.0
         finals[scale] = float(result.values[0])
@@ -148,8 +174,9 @@ def test_the_objective_rises_under_guided_diffusion(tmp_path: Path, lite0: Targe
 
 
 @pytest.mark.parametrize("render_steps", [3, 10, 25])
-def test_sampling_reaches_the_clean_end_whatever_the_number_of_render_steps(render_steps: int, tmp_path: Path,
-                                                                            lite0: TargetModel) -> None:
+def test_sampling_reaches_the_clean_end_whatever_the_number_of_render_steps(
+    render_steps: int, tmp_path: Path, lite0: TargetModel
+) -> None:
     info = register_diffusers_prior(unique("ddpm"), save_ddpm_pipeline(tmp_path / "ddpm"), "unet")
     prior = get_prior(info.name, 2, 32, 32, generator=make_generator(0), sampling_steps=10)
     assert isinstance(prior, GuidedDiffusionImage)

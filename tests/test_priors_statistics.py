@@ -45,8 +45,14 @@ def test_distance_is_per_image_and_zero_for_matching_statistics() -> None:
     batch_norm.running_mean.copy_(matching.mean(dim=(0, 2, 3)))
     batch_norm.running_var.copy_(matching.var(dim=(0, 2, 3), unbiased=False))
     network = nn.Sequential(nn.Identity(), batch_norm)
-    model = TargetModel("one_bn", network, input_size=8, normalization=Normalization((0, 0, 0), (1, 1, 1)),
-                        class_names=["a", "b", "c"], layer_names=["1"])
+    model = TargetModel(
+        "one_bn",
+        network,
+        input_size=8,
+        normalization=Normalization((0, 0, 0), (1, 1, 1)),
+        class_names=["a", "b", "c"],
+        layer_names=["1"],
+    )
     assert [s.layer for s in running_statistics(model)] == ["1"]
     other = torch.full((1, 3, 8, 8), 0.5)
     distance = batchnorm_statistics_distance(model, torch.cat([matching, other]))
@@ -56,8 +62,14 @@ def test_distance_is_per_image_and_zero_for_matching_statistics() -> None:
 
 
 def test_a_model_without_batch_norm_is_refused() -> None:
-    model = TargetModel("no_bn", nn.Sequential(nn.Conv2d(3, 4, 1)), input_size=8,
-                        normalization=Normalization((0, 0, 0), (1, 1, 1)), class_names=["a"] * 4, layer_names=["0"])
+    model = TargetModel(
+        "no_bn",
+        nn.Sequential(nn.Conv2d(3, 4, 1)),
+        input_size=8,
+        normalization=Normalization((0, 0, 0), (1, 1, 1)),
+        class_names=["a"] * 4,
+        layer_names=["0"],
+    )
     with pytest.raises(NoBatchNormError, match="no_bn"):
         BatchNormStatisticsPrior(model)
 

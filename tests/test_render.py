@@ -36,8 +36,12 @@ def test_same_seed_same_image_other_seed_other_image(lite0: TargetModel) -> None
 def test_progress_snapshots_and_batch_targets(lite0: TargetModel) -> None:
     events: list[StepEvent] = []
     result = render(
-        lite0, parse_objective("blocks.3:0..2"), batch=3, size=64,
-        config=RenderConfig(steps=5, snapshot_steps=(2, 5)), progress=events.append,
+        lite0,
+        parse_objective("blocks.3:0..2"),
+        batch=3,
+        size=64,
+        config=RenderConfig(steps=5, snapshot_steps=(2, 5)),
+        progress=events.append,
     )
     assert [event.step for event in events] == [1, 2, 3, 4, 5]
     assert all(event.values.shape == (3,) and event.total_steps == 5 for event in events)
@@ -49,8 +53,12 @@ def test_progress_snapshots_and_batch_targets(lite0: TargetModel) -> None:
 def test_a_streaming_caller_keeps_no_snapshot(lite0: TargetModel) -> None:
     events: list[StepEvent] = []
     result = render(
-        lite0, parse_objective("blocks.3:0"), size=32, config=RenderConfig(steps=2, snapshot_steps=(1, 2)),
-        progress=events.append, keep_snapshots=False,
+        lite0,
+        parse_objective("blocks.3:0"),
+        size=32,
+        config=RenderConfig(steps=2, snapshot_steps=(1, 2)),
+        progress=events.append,
+        keep_snapshots=False,
     )
     assert [event.images.shape for event in events] == [(1, 3, 32, 32)] * 2
     assert result.snapshots == {}
@@ -60,8 +68,12 @@ def test_cancel_between_steps_leaves_no_hook(lite0: TargetModel) -> None:
     seen: list[int] = []
     with pytest.raises(RenderCancelled) as info:
         render(
-            lite0, parse_objective("blocks.3:1"), size=64, config=RenderConfig(steps=100),
-            progress=lambda event: seen.append(event.step), should_stop=lambda: len(seen) >= 3,
+            lite0,
+            parse_objective("blocks.3:1"),
+            size=64,
+            config=RenderConfig(steps=100),
+            progress=lambda event: seen.append(event.step),
+            should_stop=lambda: len(seen) >= 3,
         )
     assert info.value.step == 3 and seen == [1, 2, 3]
     assert lite0.hook_count() == 0
@@ -76,7 +88,10 @@ def test_failing_job_leaves_no_hook(lite0: TargetModel) -> None:
 def test_pixel_prior_without_transforms_and_regularizer(lite0: TargetModel) -> None:
     param = PixelImage(1, 64, 64, generator=make_generator(0))
     result = render(
-        lite0, parse_objective("logit:1"), param, config=RenderConfig(steps=10, transforms=NO_TRANSFORMS),
+        lite0,
+        parse_objective("logit:1"),
+        param,
+        config=RenderConfig(steps=10, transforms=NO_TRANSFORMS),
         regularizer=-0.1 * parse_objective("layer:blocks.2"),
     )
     assert result.values.item() > result.trace[0].item()

@@ -65,8 +65,11 @@ class SameConv2d(nn.Conv2d):
     """
 
     def forward(self, x: Tensor) -> Tensor:
-        if self.kernel_size == (1, 1) and self.stride == (1, 1) and self.groups == 1 and x.is_contiguous(
-            memory_format=torch.channels_last
+        if (
+            self.kernel_size == (1, 1)
+            and self.stride == (1, 1)
+            and self.groups == 1
+            and x.is_contiguous(memory_format=torch.channels_last)
         ):
             # On channels-last input a 1x1 convolution is one matrix product over the pixels.
             # PyTorch's CPU convolution takes its slower im2col path for these at batch 1.
@@ -185,7 +188,7 @@ def convert_lukemelas_state_dict(state: dict[str, Tensor]) -> dict[str, Tensor]:
             continue
         for old, new in renames.items():
             if key.startswith(old):
-                converted[new + key[len(old):]] = value
+                converted[new + key[len(old) :]] = value
                 break
         else:
             raise KeyError(f"unexpected parameter {key!r} in EfficientNet-Lite state dict")

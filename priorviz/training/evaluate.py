@@ -122,7 +122,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--weights", type=Path, default=WEIGHTS_PATH)
     parser.add_argument("--out", type=Path, default=Path("docs/priors"))
     parser.add_argument("--steps", type=int, default=128, help="render steps for the prior comparison")
-    parser.add_argument("--size", type=int, default=160, help="image side for the prior comparison")
+    parser.add_argument("--size", type=int, default=128, help="image side for the prior comparison")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args(argv)
@@ -146,8 +146,10 @@ def main(argv: list[str] | None = None) -> None:
     }
     (args.out / "distilled_imagenet.json").write_text(json.dumps(report, indent=2) + "\n")
 
+    # Samples at half size keep the sheet of 160 images small enough for the repository.
+    thumbnails = F.interpolate(sample_grid, scale_factor=0.5, mode="bilinear", antialias=True)
     rows = [
-        [Cell(sample_grid[row * SAMPLES_PER_CLASS + column], "") for column in range(SAMPLES_PER_CLASS)]
+        [Cell(thumbnails[row * SAMPLES_PER_CLASS + column], "") for column in range(SAMPLES_PER_CLASS)]
         for row in range(len(SAMPLE_CLASSES))
     ]
     titles = [names[label].split(",")[0][:14] for label in SAMPLE_CLASSES]
