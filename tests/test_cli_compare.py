@@ -6,12 +6,12 @@ import base64
 import io
 import json
 import re
-import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import headless_chromium
 import numpy as np
 import pytest
 from client_server import SIDE, serving
@@ -165,32 +165,8 @@ def test_report_is_self_contained(compared: tuple[Path, list[str]]) -> None:
 
 
 def test_report_shows_every_image_in_chromium(compared: tuple[Path, list[str]], tmp_path: Path) -> None:
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    if chromium is None:
-        pytest.skip("headless Chromium is not installed (.ci/run installs Debian's chromium)")
     out, _ = compared
-    screenshot = tmp_path / "report.png"
-    subprocess.run(
-        [
-            chromium,
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--no-first-run",
-            f"--user-data-dir={tmp_path / 'profile'}",
-            "--hide-scrollbars",
-            "--force-device-scale-factor=1",
-            "--window-size=1400,2400",
-            f"--screenshot={screenshot}",
-            (out / "report.html").as_uri(),
-        ],
-        capture_output=True,
-        timeout=90,
-        check=True,
-    )
+    screenshot = headless_chromium.screenshot(out / "report.html", tmp_path / "report.png", height=2400)
     shown = _framed_regions(np.asarray(Image.open(screenshot).convert("RGB")), inner=DISPLAY_SIZE, border=FRAME_WIDTH)
     pngs = sorted(out.glob("*/*.png"))
     assert len(shown) == len(pngs), f"{len(shown)} framed images on screen for {len(pngs)} PNGs"

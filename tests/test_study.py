@@ -12,7 +12,6 @@ import contextlib
 import csv
 import json
 import re
-import shutil
 import signal
 import sqlite3
 import subprocess
@@ -21,6 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import headless_chromium
 import numpy as np
 import pytest
 import torch
@@ -369,32 +369,8 @@ def test_the_report_shows_its_plots_in_chromium(
     assert sorted(re.findall(r'<img src="([^"]+)"', page)) == [f"plots/{plot.name}" for plot in plots]
     assert (out / "study.csv").stat().st_size > 0
 
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    if chromium is None:
-        pytest.skip("headless Chromium is not installed (.ci/run installs Debian's chromium)")
     height = sum(Image.open(plot).height for plot in plots) + 3000
-    screenshot = tmp_path / "report.png"
-    subprocess.run(
-        [
-            chromium,
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--no-first-run",
-            f"--user-data-dir={tmp_path / 'profile'}",
-            "--hide-scrollbars",
-            "--force-device-scale-factor=1",
-            f"--window-size=1400,{height}",
-            f"--screenshot={screenshot}",
-            (out / "report.html").as_uri(),
-        ],
-        capture_output=True,
-        timeout=90,
-        check=True,
-    )
+    screenshot = headless_chromium.screenshot(out / "report.html", tmp_path / "report.png", height=height)
     shown = _framed(np.asarray(Image.open(screenshot).convert("RGB")))
     assert len(shown) == len(plots), f"{len(shown)} framed plots on screen for {len(plots)} PNGs"
     for plot in plots:
