@@ -7,8 +7,9 @@
 # Settings (environment): OUT (default out/report), PORT (50151), STEPS (128) and SIZE (160)
 # per image, OBJECTIVES (two ImageNet classes and two channels), THREADS (torch threads of
 # the server, 1), SETUP=0 to skip the install on a machine that has it. The defaults take a
-# few minutes on two CPU cores after the install (each objective under Fourier and the face
-# GAN, 128 steps each); STEPS=512 SIZE=224 gives sharper Fourier images in about 4x the time.
+# few minutes on two CPU cores after the install (each objective under Fourier, the face
+# GAN and the distilled ImageNet prior, 128 steps each); STEPS=512 SIZE=224 gives sharper
+# Fourier images in about 4x the time.
 # One torch thread is the default because a second one slowed steps more than tenfold on a
 # shared, busy machine; on an idle machine THREADS=2 is somewhat faster.
 set -euo pipefail
