@@ -30,6 +30,7 @@ from priorviz.training.distill import (
     step_classes,
     train,
 )
+from priorviz.training.evaluate import within_class_spread
 from priorviz.transforms import NO_TRANSFORMS
 
 TINY = TrainConfig(
@@ -147,3 +148,16 @@ def test_the_shipped_configs_checkpoint_fits_in_32_megabytes() -> None:
     config = TrainConfig.from_toml(DEFAULT_CONFIG)
     parameters = sum(p.numel() for p in DistilledGenerator(config.generator).parameters())
     assert parameters * 4 * 3 < 32 * 2**20
+
+
+def test_within_class_spread_matches_numpy_and_reads_zero_under_mode_collapse() -> None:
+    images = torch.rand(6, 3, 4, 4, generator=torch.Generator().manual_seed(0))
+    labels = torch.tensor([0, 0, 1, 1, 2, 2])
+    flat = images.flatten(1).numpy()
+    pairs = [(i, j) for i in range(6) for j in range(6) if i != j]
+    distance = {(i, j): np.abs(flat[i] - flat[j]).mean() for i, j in pairs}
+    same = np.mean([d for (i, j), d in distance.items() if labels[i] == labels[j]])
+    different = np.mean([d for (i, j), d in distance.items() if labels[i] != labels[j]])
+    assert within_class_spread(images, labels) == pytest.approx(same / different, rel=1e-5)
+    collapsed = images[[0, 0, 2, 2, 4, 4]]
+    assert within_class_spread(collapsed, labels) == 0.0

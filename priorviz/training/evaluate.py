@@ -85,7 +85,17 @@ def evaluate_samples(lite0: TargetModel, lite1: TargetModel, weights: Path, seed
         for label in SAMPLE_CLASSES
     }
     numbers["lite1_top1_per_class"] = per_class
+    numbers["within_class_spread"] = within_class_spread(images, labels)
     return numbers, images
+
+
+def within_class_spread(images: Tensor, labels: Tensor) -> float:
+    """Mean pixel L1 distance between samples of one class over that between samples of different
+    classes: 1 when z varies an image as much as the class does, 0 under full mode collapse."""
+    distances = torch.cdist(images.flatten(1), images.flatten(1), p=1) / images[0].numel()
+    same = labels[:, None] == labels[None, :]
+    off_diagonal = ~torch.eye(len(labels), dtype=torch.bool)
+    return float(distances[same & off_diagonal].mean() / distances[~same].mean())
 
 
 def evaluate_photographs(lite0: TargetModel, lite1: TargetModel) -> dict:
