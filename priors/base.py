@@ -36,6 +36,9 @@ class Parameterization(nn.Module, ABC):
 
     owns_update: bool = False
     """True for samplers that step themselves in ``update()`` instead of through Adam."""
+    exact_inverse: bool = False
+    """True when ``start_from`` draws any image exactly, so that the image itself can be edited between
+    steps (the render loop's Gaussian blur); a generator's latent cannot."""
 
     def __init__(self, batch: int, height: int, width: int) -> None:
         super().__init__()

@@ -31,6 +31,8 @@ def frequency_scale(height: int, width: int, decay_power: float = 1.0) -> Tensor
 class FourierImage(Parameterization):
     """Images whose real and imaginary rfft2 coefficients are the parameters."""
 
+    exact_inverse = True
+
     scale: Tensor
 
     def __init__(

@@ -13,6 +13,8 @@ INIT_STD = 0.01
 
 
 class PixelImage(Parameterization):
+    exact_inverse = True
+
     def __init__(
         self,
         batch: int,

@@ -21,6 +21,7 @@ from torch import Tensor
 from priors.base import Parameterization
 from priorviz.errors import ComputationError, InvalidInputError
 from priorviz.models.target import TargetModel
+from priorviz.objectives import resized_like
 from priorviz.regularizers import total_variation
 from priorviz.render import ProgressCallback, RenderCancelled, StepEvent, StopCheck, build_prior
 from priorviz.seeding import make_generator
@@ -54,12 +55,16 @@ def resize_photograph(photograph: Tensor, size: int) -> Tensor:
 
 
 def relative_error(acts: Mapping[str, Tensor], targets: Mapping[str, Tensor], weights: Mapping[str, float]) -> Tensor:
-    """Weighted mean over layers of ||a - t|| / ||t|| per image: shape (batch,)."""
+    """Weighted mean over layers of ||a - t|| / ||t|| per image: shape (batch,).
+
+    A transformed image's maps have another size than the photograph's; ``t`` is then resized to them.
+    """
     total = sum(weights.values())
     error: Tensor | None = None
     for layer, weight in weights.items():
-        difference = (acts[layer].float() - targets[layer]).flatten(1).norm(dim=1)
-        term = weight / total * difference / targets[layer].flatten(1).norm(dim=1).clamp_min(1e-12)
+        target = resized_like(targets[layer], acts[layer])
+        difference = (acts[layer].float() - target).flatten(1).norm(dim=1)
+        term = weight / total * difference / target.flatten(1).norm(dim=1).clamp_min(1e-12)
         error = term if error is None else error + term
     assert error is not None  # invert refuses an empty layer list
     return error

@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from priorviz.models.target import TargetModel
-from priorviz.objectives import Objective, evaluate, gram_matrices, weighted_leaves
+from priorviz.objectives import Activations, Objective, evaluate, gram_matrices, weighted_leaves
 from priorviz.regularizers import total_variation
 from priorviz.seeding import make_generator
 from priorviz.spectrum import ImageTooSmallError, high_frequency_energy, spectral_slope
@@ -76,8 +76,12 @@ def measure(
     held_out: TargetModel | None = None,
     seed: int = 0,
     transform_samples: int = DEFAULT_TRANSFORM_SAMPLES,
+    references: Activations | None = None,
 ) -> MetricPanel:
-    """Measure ``images`` ((batch, 3, H, W) in [0, 1]) rendered for ``objective`` on ``model``."""
+    """Measure ``images`` ((batch, 3, H, W) in [0, 1]) rendered for ``objective`` on ``model``.
+
+    ``references`` are the photograph's activations a caricature objective compares with (``RenderResult.references``).
+    """
     if images.dim() != 4 or images.shape[1] != 3:
         raise ValueError(f"images must be (batch, 3, H, W), got {tuple(images.shape)}")
     if transform_samples < 1:
@@ -85,8 +89,8 @@ def measure(
     images = images.detach().float().cpu().clamp(0.0, 1.0)
     with torch.no_grad():
         columns: dict[str, Tensor] = {}
-        clean = objective_values(model, objective, images)
-        transformed = transformed_objective_values(model, objective, images, seed, transform_samples)
+        clean = objective_values(model, objective, images, references)
+        transformed = transformed_objective_values(model, objective, images, seed, transform_samples, references)
         columns["objective"] = clean
         columns["objective_transformed"] = transformed
         columns["robustness"] = torch.where(clean > ROBUSTNESS_MIN_CLEAN, transformed / clean, torch.nan)
@@ -112,14 +116,21 @@ def _on_model(model: TargetModel, images: Tensor) -> Tensor:
     return images.to(model.device, model.dtype)
 
 
-def objective_values(model: TargetModel, objective: Objective, images: Tensor) -> Tensor:
+def objective_values(
+    model: TargetModel, objective: Objective, images: Tensor, references: Activations | None = None
+) -> Tensor:
     """The objective per image on the clean images, float32 on the CPU."""
     acts = model.activations(_on_model(model, images), objective.layers())
-    return evaluate(objective, acts).float().cpu()
+    return evaluate(objective, {**acts, **(references or {})}).float().cpu()
 
 
 def transformed_objective_values(
-    model: TargetModel, objective: Objective, images: Tensor, seed: int, samples: int
+    model: TargetModel,
+    objective: Objective,
+    images: Tensor,
+    seed: int,
+    samples: int,
+    references: Activations | None = None,
 ) -> Tensor:
     """Mean objective per image over ``samples`` draws of the standard transforms."""
     generator = make_generator(seed)
@@ -127,7 +138,7 @@ def transformed_objective_values(
     total = torch.zeros(images.shape[0])
     for _ in range(samples):
         seen = transforms(images, generator)
-        total += objective_values(model, objective, seen)
+        total += objective_values(model, objective, seen, references)
     return total / samples
 
 

@@ -5,6 +5,10 @@ torch-free ``priorviz_objectives`` package that the client SDK ships too; this m
 it and adds the one thing the engine alone does: one evaluator per kind, mapping a dictionary of
 activations to one value per batch element (shape ``(batch,)``). ``evaluate`` sums the terms of a
 tree with their weights; the render loop maximizes the sum of its values.
+
+A term that compares with the init_image photograph (``Caricature``) reads the photograph's
+activations from the same dictionary, under ``reference_key(layer)``: the render loop computes them
+once (``reference_activations``) and adds them to every step's activations.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from torch import Tensor
 from priorviz.errors import InvalidInputError, NotFoundError, UnavailableError, clip_text
 from priorviz_objectives import (
     LOGITS,
+    Caricature,
     Channel,
     ClassLogit,
     ClassProbability,
@@ -31,6 +36,7 @@ from priorviz_objectives import (
     ObjectiveError,
     Scaled,
     Sum,
+    caricature,
     channel,
     channels,
     direction,
@@ -47,6 +53,7 @@ from priorviz_objectives import (
 
 __all__ = [
     "Activations",
+    "Caricature",
     "Channel",
     "ClassLogit",
     "ClassProbability",
@@ -59,6 +66,7 @@ __all__ = [
     "Scaled",
     "Sum",
     "Term",
+    "caricature",
     "channel",
     "channels",
     "direction",
@@ -73,6 +81,10 @@ __all__ = [
     "parse_objective",
     "per_batch",
     "probability",
+    "reference_activations",
+    "reference_key",
+    "reference_layers",
+    "resized_like",
     "validate_objective",
     "validate_term",
 ]
@@ -159,6 +171,13 @@ def _layer(term: Layer, acts: Activations) -> Tensor:
     return acts[term.layer].float().pow(2).flatten(1).mean(dim=1)
 
 
+def _cosine_weighted(dot: Tensor, norms: Tensor, power: float) -> Tensor:
+    """``dot`` times the cosine similarity (``dot / norms``, floored at 0.1) to ``power``; unchanged for power 0."""
+    if not power:
+        return dot
+    return dot * (dot / (norms + 1e-6)).clamp(min=0.1).pow(power)
+
+
 @evaluates(Direction)
 def _direction(term: Direction, acts: Activations) -> Tensor:
     act = _feature_map(acts, term.layer).float()
@@ -168,10 +187,46 @@ def _direction(term: Direction, acts: Activations) -> Tensor:
             f"direction has {vector.numel()} components but {term.layer} has {act.shape[1]} channels", field="vector"
         )
     dot = torch.einsum("bchw,c->bhw", act, vector)
-    if term.cosine_power:
-        cosine = dot / (act.norm(dim=1) * vector.norm() + 1e-6)
-        dot = dot * cosine.clamp(min=0.1).pow(term.cosine_power)
-    return dot.mean(dim=(1, 2))
+    return _cosine_weighted(dot, act.norm(dim=1) * vector.norm(), term.cosine_power).mean(dim=(1, 2))
+
+
+def reference_key(layer: str) -> str:
+    """The key of the init_image photograph's activations at ``layer`` in a step's activations."""
+    return f"{layer}@init_image"
+
+
+def reference_layers(objective: Objective) -> frozenset[str]:
+    """The layers at which ``objective`` compares with the init_image photograph (empty: it does not)."""
+    return frozenset().union(*(term.layers() for term in leaves(objective) if term.needs_init_image))
+
+
+def reference_activations(acts: Activations) -> dict[str, Tensor]:
+    """The photograph's activations (computed once, without gradients) under their ``reference_key``."""
+    return {reference_key(layer): act.detach().float() for layer, act in acts.items()}
+
+
+def resized_like(reference: Tensor, act: Tensor) -> Tensor:
+    """``reference`` with ``act``'s spatial size (bilinear), for a map of a transformed image of another size."""
+    if reference.dim() != 4 or reference.shape[-2:] == act.shape[-2:]:
+        return reference
+    return F.interpolate(reference, size=act.shape[-2:], mode="bilinear", align_corners=False)
+
+
+@evaluates(Caricature)
+def _caricature(term: Caricature, acts: Activations) -> Tensor:
+    key = reference_key(term.layer)
+    if key not in acts:
+        raise InvalidInputError(
+            f"{term.to_text()} compares with the init_image photograph's activations; give an init_image",
+            field="init_image",
+        )
+    act = _feature_map(acts, term.layer).float()
+    photograph = _feature_map(acts, key)
+    own = photograph.pow(2).sum(dim=1).mean(dim=(1, 2)).clamp_min(1e-12)  # the photograph scores 1
+    reference = resized_like(photograph, act)
+    dot = (act * reference).sum(dim=1)
+    norms = act.norm(dim=1) * reference.norm(dim=1)
+    return _cosine_weighted(dot, norms, term.cosine_power).mean(dim=(1, 2)) / own
 
 
 @evaluates(ClassLogit)

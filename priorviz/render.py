@@ -22,8 +22,15 @@ from priorviz.errors import CancelledError, ComputationError, InvalidInputError,
 from priorviz.metrics import target_classes
 from priorviz.models import get_model
 from priorviz.models.target import TargetModel
-from priorviz.objectives import Objective, Term, evaluate, parse_objective
-from priorviz.regularizers import image_penalty
+from priorviz.objectives import (
+    Objective,
+    Term,
+    evaluate,
+    parse_objective,
+    reference_activations,
+    reference_layers,
+)
+from priorviz.regularizers import gaussian_blur, image_penalty
 from priorviz.seeding import make_generator
 from priorviz.transforms import Transform, standard_transforms
 
@@ -50,6 +57,11 @@ class RenderConfig:
     total_variation_weight: float = 0.0
     l1_weight: float = 0.0
     blur_weight: float = 0.0
+    """Weight of the pull towards a 3x3 box blur (Lucid's ``blur_input_each_step``), a penalty."""
+    blur_sigma: float = 0.0
+    """Gaussian blur of the image itself every ``blur_every`` steps, in pixels; 0: none. Needs a prior with
+    an exact inverse (pixel, fourier)."""
+    blur_every: int = 1
 
     def __post_init__(self) -> None:
         if self.steps < 1:
@@ -59,10 +71,12 @@ class RenderConfig:
         bad = [step for step in self.snapshot_steps if not 1 <= step <= self.steps]
         if bad:
             raise InvalidInputError(f"snapshot steps {bad[:5]} are outside 1..{self.steps}", field="snapshot_steps")
-        for name in ("total_variation_weight", "l1_weight", "blur_weight"):
+        for name in ("total_variation_weight", "l1_weight", "blur_weight", "blur_sigma"):
             weight = getattr(self, name)
             if not (math.isfinite(weight) and weight >= 0):
                 raise InvalidInputError(f"{name} must be finite and non-negative, got {weight}", field=name)
+        if self.blur_every < 1:
+            raise InvalidInputError(f"blur_every must be at least 1, got {self.blur_every}", field="blur_every")
 
 
 @dataclass(frozen=True)
@@ -88,6 +102,9 @@ class RenderResult:
     seconds: float
     extra_images: dict[str, Tensor] = field(default_factory=dict)
     """The parameterization's named extra images after the run (e.g. MACO's ``transparency``), on the CPU."""
+    references: dict[str, Tensor] = field(default_factory=dict)
+    """The init_image photograph's activations that the objective compares with (see ``reference_activations``),
+    for measuring the result against the same objective; empty for most objectives."""
 
 
 ProgressCallback = Callable[[StepEvent], None]
@@ -158,7 +175,8 @@ def render(
     the batch-norm statistics prior). Snapshots go to ``progress`` and, with ``keep_snapshots``,
     into the result; a caller that streams them (a server: up to hundreds of MB of float images
     per job at its limits) keeps none. ``init_images`` ((batch, 3, size, size) in [0, 1]) are where
-    the optimization starts (DeepDream from a photograph; see ``start_from_images``). Raises
+    the optimization starts (DeepDream from a photograph; see ``start_from_images``), and the photograph
+    a caricature objective compares with (its activations computed once, here). Raises
     ``ComputationError`` when the objective stops being finite, ``RenderCancelled`` when
     ``should_stop`` says so.
     """
@@ -179,8 +197,14 @@ def render(
     else:
         param = prior
     param.start_at_classes([targets[0] if targets else None for targets in target_classes(objective, batch)])
+    references = photograph_references(model, objective, init_images)
     if init_images is not None:
         start_from_images(param, init_images)
+    if config.blur_sigma and not param.exact_inverse:
+        raise InvalidInputError(
+            f"{type(param).__name__} cannot be blurred in place (no exact inverse); the blur needs pixel or fourier",
+            field="blur_sigma",
+        )
     learning_rate = config.learning_rate or param.preferred_learning_rate() or DEFAULT_LEARNING_RATE
     trainable = [p for p in param.parameters() if p.requires_grad]
     if not trainable and not param.owns_update:
@@ -198,7 +222,7 @@ def render(
             optimizer.zero_grad(set_to_none=True)
         images = param()
         seen = config.transforms(images, generator).to(model.dtype)
-        acts = model.activations(seen, layers)
+        acts = {**model.activations(seen, layers), **references}
         values = evaluate(objective, acts)
         loss = -values.sum() + param.regularization()
         if regularizer is not None:
@@ -215,6 +239,9 @@ def render(
         else:
             param.update(step, config.steps)
         param.after_step()
+        if config.blur_sigma and step % config.blur_every == 0:
+            with torch.no_grad():
+                param.start_from(gaussian_blur(param(), config.blur_sigma))
         trace.append(values.detach())
         snapshot = None
         if step in snapshot_steps:
@@ -226,7 +253,8 @@ def render(
 
     with torch.no_grad():
         final = param()
-        final_values = evaluate(objective, model.activations(final.to(model.dtype), objective.layers()))
+        final_acts = model.activations(final.to(model.dtype), objective.layers())
+        final_values = evaluate(objective, {**final_acts, **references})
     if not torch.isfinite(final_values).all():
         raise ComputationError(f"the objective {clip_text(objective.to_text())!r} is not finite on the final images")
     return RenderResult(
@@ -236,4 +264,19 @@ def render(
         snapshots=snapshots,
         seconds=time.perf_counter() - started,
         extra_images={name: image.detach().float().cpu() for name, image in param.extra_images().items()},
+        references=references,
     )
+
+
+def photograph_references(model: TargetModel, objective: Objective, init_images: Tensor | None) -> dict[str, Tensor]:
+    """The init_image photograph's activations that ``objective`` compares with, computed once per job."""
+    layers = reference_layers(objective)
+    if not layers:
+        return {}
+    if init_images is None:
+        raise InvalidInputError(
+            f"{clip_text(objective.to_text())!r} compares with the photograph's activations; give an init_image",
+            field="init_image",
+        )
+    with torch.no_grad():
+        return reference_activations(model.activations(init_images.to(model.device, model.dtype), layers))

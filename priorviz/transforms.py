@@ -89,22 +89,59 @@ class Compose(Transform):
         return images
 
 
+STANDARD_PAD = 12
+STANDARD_JITTER = 8
+STANDARD_FINAL_JITTER = 4
 LUCID_SCALES: tuple[float, ...] = tuple(1.0 + (step - 5) / 50 for step in range(11))
 """0.90, 0.92, ..., 1.10"""
+LUCID_ANGLES: tuple[float, ...] = tuple(range(-10, 11))
+"""-10, -9, ..., 10 degrees"""
+SCALE_CHOICES = 11
+ANGLE_CHOICES = 21
+"""How many evenly spaced scales and angles ``adjusted_transforms`` draws from, as many as Lucid's standard set."""
 
 
 def standard_transforms(
     *,
-    pad: int = 12,
+    pad: int = STANDARD_PAD,
     pad_value: float = 0.5,
-    jitter: int = 8,
+    jitter: int = STANDARD_JITTER,
     scales: Sequence[float] = LUCID_SCALES,
-    angles: Sequence[float] = tuple(range(-10, 11)),
-    final_jitter: int = 4,
+    angles: Sequence[float] = LUCID_ANGLES,
+    final_jitter: int = STANDARD_FINAL_JITTER,
 ) -> Compose:
     """Lucid's standard transformation-robustness set, each part adjustable."""
     return Compose(
         (Pad(pad, pad_value), Jitter(jitter), ScaleRotate(tuple(scales), tuple(angles)), Jitter(final_jitter))
+    )
+
+
+def evenly_spaced(low: float, high: float, count: int) -> tuple[float, ...]:
+    """``count`` values from ``low`` to ``high`` inclusive; the one value ``low`` when they are equal."""
+    if low == high:
+        return (float(low),)
+    return tuple(low + (high - low) * index / (count - 1) for index in range(count))
+
+
+def adjusted_transforms(
+    *,
+    pad: int | None = None,
+    jitter: int | None = None,
+    scale_range: tuple[float, float] | None = None,
+    rotation: float | None = None,
+    final_jitter: int | None = None,
+) -> Compose:
+    """Lucid's standard set with the parameters given changed (None keeps the standard's).
+
+    Scales are drawn from ``SCALE_CHOICES`` values spread evenly over ``scale_range``, angles from
+    ``ANGLE_CHOICES`` over ``-rotation..rotation`` degrees (whole degrees for the standard 10).
+    """
+    return standard_transforms(
+        pad=STANDARD_PAD if pad is None else pad,
+        jitter=STANDARD_JITTER if jitter is None else jitter,
+        scales=LUCID_SCALES if scale_range is None else evenly_spaced(*scale_range, SCALE_CHOICES),
+        angles=LUCID_ANGLES if rotation is None else evenly_spaced(-rotation, rotation, ANGLE_CHOICES),
+        final_jitter=STANDARD_FINAL_JITTER if final_jitter is None else final_jitter,
     )
 
 

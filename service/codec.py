@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Callable, Iterable, Mapping
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from torch import Tensor
 
@@ -32,7 +32,9 @@ from service.validation import (
     JobSpec,
     ObjectiveRequest,
     PriorRequest,
+    RegularizerRequest,
     RenderRequest,
+    TransformRequest,
 )
 
 Event = TypeVar("Event")
@@ -75,6 +77,30 @@ def render_request(settings: pb.RenderSettings, priors: tuple[PriorRequest, ...]
         init_image=image_request(settings.init_image, "settings.init_image")
         if settings.HasField("init_image")
         else None,
+        regularizers=regularizer_request(settings.regularizers),
+        transform_parameters=transform_request(settings.transform_parameters)
+        if settings.HasField("transform_parameters")
+        else None,
+    )
+
+
+def regularizer_request(message: pb.Regularizers) -> RegularizerRequest:
+    return RegularizerRequest(message.total_variation_weight, message.l1_weight, message.blur_sigma, message.blur_every)
+
+
+def transform_request(message: pb.TransformParameters) -> TransformRequest:
+    """The parameters the message sets; a field left unset is None (the standard set's value)."""
+
+    def given(name: str) -> Any:
+        return getattr(message, name) if message.HasField(name) else None
+
+    return TransformRequest(
+        pad=given("pad"),
+        jitter=given("jitter"),
+        scale_min=given("scale_min"),
+        scale_max=given("scale_max"),
+        rotate_degrees=given("rotate_degrees"),
+        final_jitter=given("final_jitter"),
     )
 
 

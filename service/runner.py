@@ -141,7 +141,12 @@ def _render(spec: JobSpec, index: int, emit: EmitEvent, should_stop: StopCheck, 
 
 def _request_field(field: str | None, prior: PriorRun) -> str | None:
     """The request field behind one of ``render``'s arguments (the prior's name and options)."""
-    fields = {"prior": prior.name_field, "prior_options": prior.options_field, "init_image": "settings.init_image"}
+    fields = {
+        "prior": prior.name_field,
+        "prior_options": prior.options_field,
+        "init_image": "settings.init_image",
+        "blur_sigma": "settings.regularizers.blur_sigma",
+    }
     return fields.get(field or "", field)
 
 
@@ -154,6 +159,7 @@ def _measure(spec: JobSpec, index: int, rendered: RenderResult, transform_sample
         held_out=replica(spec.held_out) if spec.held_out is not None else None,
         seed=spec.config.seed,
         transform_samples=transform_samples,
+        references=rendered.references,
     )
     return PriorResult(index, rendered, panel, time.perf_counter() - started)
 

@@ -21,10 +21,18 @@ from priorviz.errors import InvalidInputError, NotFoundError, PriorUnusableError
 from priorviz.image_input import ImageSet, decode_image, load_named_image
 from priorviz.inversion import DEFAULT_INVERSION_STEPS, resize_photograph
 from priorviz.models.target import TargetModel
-from priorviz.objectives import Objective, Term, leaves, validate_term
+from priorviz.objectives import Objective, Term, leaves, reference_layers, validate_term
 from priorviz.render import DEFAULT_STEPS, RenderConfig
 from priorviz.statistics import BatchNormStatisticsPrior
-from priorviz.transforms import NO_TRANSFORMS, Transform, standard_transforms
+from priorviz.transforms import (
+    LUCID_SCALES,
+    NO_TRANSFORMS,
+    STANDARD_FINAL_JITTER,
+    STANDARD_JITTER,
+    Transform,
+    adjusted_transforms,
+    standard_transforms,
+)
 from priorviz_objectives.proto import field_path
 from service.config import Limits
 
@@ -34,6 +42,16 @@ MIN_LEARNING_RATE = 1e-6
 """Smaller rates leave the images where they started (and 5e-324 is not a rate)."""
 MAX_LEARNING_RATE = 10.0
 MAX_MODEL_NAME = 512
+MAX_PENALTY_WEIGHT = 1000.0
+"""Total variation and L1 weights (Render and Invert alike)."""
+MAX_BLUR_SIGMA = 8.0
+"""Pixels; the kernel reaches 3 sigma, 24 pixels, within the smallest image side allowed by default."""
+MAX_PAD = 64
+MAX_JITTER = 32
+"""Each of jitter and final_jitter; together they are at most half the image side as well."""
+MIN_SCALE = 0.5
+MAX_SCALE = 2.0
+MAX_ROTATION_DEGREES = 180.0
 
 
 @dataclass(frozen=True)
@@ -67,6 +85,28 @@ class ImageRequest:
 
 
 @dataclass(frozen=True)
+class RegularizerRequest:
+    """The request's regularizers; 0 is off (and ``blur_every`` 0 means every step)."""
+
+    total_variation_weight: float = 0.0
+    l1_weight: float = 0.0
+    blur_sigma: float = 0.0
+    blur_every: int = 0
+
+
+@dataclass(frozen=True)
+class TransformRequest:
+    """The transform parameters a request sets; None keeps the value of Lucid's standard set."""
+
+    pad: int | None = None
+    jitter: int | None = None
+    scale_min: float | None = None
+    scale_max: float | None = None
+    rotate_degrees: float | None = None
+    final_jitter: int | None = None
+
+
+@dataclass(frozen=True)
 class RenderRequest:
     """A Visualize or Compare request as plain values; 0 and "" mean "the default", as on the wire."""
 
@@ -84,6 +124,9 @@ class RenderRequest:
     transforms: bool = True
     statistics_prior_weight: float = 0.0
     init_image: ImageRequest | None = None
+    regularizers: RegularizerRequest = RegularizerRequest()
+    transform_parameters: TransformRequest | None = None
+    """None: Lucid's standard set (when ``transforms`` is on)."""
 
 
 @dataclass(frozen=True)
@@ -193,12 +236,24 @@ def check_request(
     held_out_name = request.held_out_model or default_held_out
     held_out = None if held_out_name == NO_HELD_OUT else load_model(loader, held_out_name, "settings.held_out_model")
     check_objective(request.objective, model, batch)
+    if request.init_image is None and reference_layers(request.objective.objective):
+        raise InvalidInputError(
+            f"{clip_text(request.objective.objective.to_text())!r} compares with the photograph's activations; "
+            "give an init_image",
+            field="settings.init_image",
+        )
+    regularizers = request.regularizers
+    check_regularizers(regularizers, steps, priors)
     config = RenderConfig(
         steps=steps,
         learning_rate=learning_rate or None,
         seed=request.seed,
-        transforms=standard_transforms() if request.transforms else NO_TRANSFORMS,
+        transforms=check_transforms(request.transforms, request.transform_parameters, size),
         snapshot_steps=tuple(sorted(set(previews))),
+        total_variation_weight=regularizers.total_variation_weight,
+        l1_weight=regularizers.l1_weight,
+        blur_sigma=regularizers.blur_sigma,
+        blur_every=regularizers.blur_every or 1,
     )
     regularizer = check_statistics_prior(request.statistics_prior_weight, model)
     init_images = None
@@ -210,11 +265,76 @@ def check_request(
     )
 
 
+def check_within(value: float, low: float, high: float, field: str) -> None:
+    """``value`` is finite and within ``low..high``, else InvalidInputError naming ``field``."""
+    if not (math.isfinite(value) and low <= value <= high):
+        raise InvalidInputError(f"must be within {low:g}..{high:g}, got {value!r}", field=field)
+
+
+def check_regularizers(request: RegularizerRequest, steps: int, priors: list[PriorRun]) -> None:
+    """Weights and the blur within their limits; the blur only under priors that can draw any image."""
+    field = "settings.regularizers"
+    check_within(request.total_variation_weight, 0, MAX_PENALTY_WEIGHT, f"{field}.total_variation_weight")
+    check_within(request.l1_weight, 0, MAX_PENALTY_WEIGHT, f"{field}.l1_weight")
+    check_within(request.blur_sigma, 0, MAX_BLUR_SIGMA, f"{field}.blur_sigma")
+    check_within(request.blur_every, 0, steps, f"{field}.blur_every")
+    if request.blur_every and not request.blur_sigma:
+        raise InvalidInputError("blur_every needs a blur_sigma", field=f"{field}.blur_every")
+    learned = [prior.name for prior in priors if prior.kind == PriorKind.LEARNED]
+    if request.blur_sigma and learned:
+        raise InvalidInputError(
+            f"the blur edits the image itself, which the learned priors {learned[:3]} cannot draw exactly; "
+            "name unconstrained priors (pixel, fourier)",
+            field=f"{field}.blur_sigma",
+        )
+
+
+def check_transforms(enabled: bool, parameters: TransformRequest | None, size: int) -> Transform:
+    """The transforms a request asks for: none, Lucid's standard set, or that set with parameters changed."""
+    field = "settings.transform_parameters"
+    if not enabled:
+        if parameters is not None:
+            raise InvalidInputError("transform parameters were given with transforms off", field=field)
+        return NO_TRANSFORMS
+    if parameters is None:
+        return standard_transforms()
+    for name, value, high in (
+        ("pad", parameters.pad, MAX_PAD),
+        ("jitter", parameters.jitter, MAX_JITTER),
+        ("final_jitter", parameters.final_jitter, MAX_JITTER),
+        ("rotate_degrees", parameters.rotate_degrees, MAX_ROTATION_DEGREES),
+    ):
+        if value is not None:
+            check_within(value, 0, high, f"{field}.{name}")
+    jitter = STANDARD_JITTER if parameters.jitter is None else parameters.jitter
+    final_jitter = STANDARD_FINAL_JITTER if parameters.final_jitter is None else parameters.final_jitter
+    if jitter + final_jitter > size // 2:
+        raise InvalidInputError(
+            f"jitter {jitter} and final_jitter {final_jitter} crop more than half the {size} px image",
+            field=f"{field}.jitter",
+        )
+    scale_range = None
+    if parameters.scale_min is not None or parameters.scale_max is not None:
+        low = LUCID_SCALES[0] if parameters.scale_min is None else parameters.scale_min
+        high = LUCID_SCALES[-1] if parameters.scale_max is None else parameters.scale_max
+        check_within(low, MIN_SCALE, MAX_SCALE, f"{field}.scale_min")
+        check_within(high, MIN_SCALE, MAX_SCALE, f"{field}.scale_max")
+        if low > high:
+            raise InvalidInputError(f"scale_min {low:g} is above scale_max {high:g}", field=f"{field}.scale_min")
+        scale_range = (low, high)
+    return adjusted_transforms(
+        pad=parameters.pad,
+        jitter=parameters.jitter,
+        scale_range=scale_range,
+        rotation=parameters.rotate_degrees,
+        final_jitter=parameters.final_jitter,
+    )
+
+
 def check_statistics_prior(weight: float, model: TargetModel) -> Term | None:
     """The batch-norm statistics regularizer for a positive weight, None for 0."""
     field = "settings.statistics_prior_weight"
-    if not math.isfinite(weight) or not 0 <= weight <= MAX_STATISTICS_PRIOR_WEIGHT:
-        raise InvalidInputError(f"must be within 0..{MAX_STATISTICS_PRIOR_WEIGHT:g}, got {weight!r}", field=field)
+    check_within(weight, 0, MAX_STATISTICS_PRIOR_WEIGHT, field)
     if weight == 0:
         return None
     try:
@@ -272,7 +392,6 @@ def default_compare_priors() -> list[str]:
 # -- Invert --------------------------------------------------------------------------------
 
 MAX_INVERSION_LAYERS = 8
-MAX_TOTAL_VARIATION_WEIGHT = 1000.0
 
 
 @dataclass(frozen=True)
@@ -356,10 +475,7 @@ def check_invert(
     if outside:
         raise InvalidInputError(f"steps {outside[:5]} are outside 1..{steps}", field="preview_steps")
     tv = request.total_variation_weight
-    if not (math.isfinite(tv) and 0 <= tv <= MAX_TOTAL_VARIATION_WEIGHT):
-        raise InvalidInputError(
-            f"must be within 0..{MAX_TOTAL_VARIATION_WEIGHT:g}, got {tv!r}", field="total_variation_weight"
-        )
+    check_within(tv, 0, MAX_PENALTY_WEIGHT, "total_variation_weight")
     if not 1 <= len(request.layers) <= MAX_INVERSION_LAYERS:
         raise InvalidInputError(f"give 1..{MAX_INVERSION_LAYERS} layers, got {len(request.layers)}", field="layers")
     model = load_model(loader, request.model or default_model, "model")

@@ -20,7 +20,7 @@ from priorviz.image_input import EMBEDDED_SET, ImageSet, decode_image, embedded_
 from priorviz.inversion import invert, resize_photograph
 from priorviz.models import get_model
 from priorviz.render import RenderConfig, render
-from priorviz.transforms import NO_TRANSFORMS
+from priorviz.transforms import NO_TRANSFORMS, standard_transforms
 from service._proto.priorviz.v1 import priorviz_pb2 as pb
 from service.config import Limits
 from service.server import PriorvizServer, parse_args
@@ -62,6 +62,14 @@ def test_inverting_chelsea_at_blocks_5_brings_the_activation_error_well_below_it
     assert result.images.shape == result.target.shape == (1, 3, SMALL, SMALL)
     again = invert(model, chelsea, {"blocks.5": 2.0}, "fourier", size=SMALL, steps=STEPS, seed=3)
     assert torch.equal(again.images, result.images)  # one layer's weight does not change its relative error
+
+
+def test_inverting_through_random_transforms_compares_with_the_photographs_maps_resized(chelsea: torch.Tensor) -> None:
+    # A padded, jittered, scaled image has maps of another size than the photograph's (this once crashed).
+    model = get_model("efficientnet_lite0")
+    result = invert(model, chelsea, ["blocks.5"], "fourier", size=SMALL, steps=STEPS, transforms=standard_transforms())
+    assert torch.isfinite(result.errors).all()
+    assert result.final_error < 0.8 * float(result.errors[0])
 
 
 @pytest.mark.slow

@@ -10,6 +10,7 @@ from __future__ import annotations
 import pytest
 
 from priorviz_objectives import (
+    Caricature,
     Channel,
     ClassLogit,
     Diversity,
@@ -170,6 +171,8 @@ def test_the_walker_sees_every_term_with_its_weight() -> None:
 def test_forms_write_what_they_read() -> None:
     assert parse_objective("cosdir:blocks.5:1,2").to_text() == "cosdir1:blocks.5:1,2"
     assert parse_objective("cosdir0:blocks.5:1,2").to_text() == "direction:blocks.5:1,2"
+    assert parse_objective("coscaricature:blocks.5").to_text() == "coscaricature1:blocks.5"
+    assert parse_objective("coscaricature0:blocks.5").to_text() == "caricature:blocks.5"
     assert parse_objective("channel:layer1.0:3").to_text() == "layer1.0:3"
     assert parse_objective("layer1:3") == Channel("layer1", 3)  # a layer named like a keyword is still a layer
     assert parse_objective("0.5:3 + 2*logit:1") == Sum((Channel("0.5", 3), Scaled(ClassLogit(1), 2.0)))
@@ -181,3 +184,17 @@ def test_the_tree_round_trip_keeps_optional_fields_and_batch_targets() -> None:
     assert message.sum.terms[0].neuron.HasField("x") and message.sum.terms[0].HasField("batch_index")
     assert not message.sum.terms[2].scaled.objective.neuron.HasField("x")
     assert from_proto(message) == objective
+
+
+def test_a_caricature_travels_in_text_and_tree_and_needs_the_init_image() -> None:
+    objective = Caricature("blocks.5") - 0.5 * Caricature("blocks.8", 2.0, 1)
+    assert parse_objective(objective.to_text()) == objective
+    assert objective.to_text() == "caricature:blocks.5 - 0.5*coscaricature2:blocks.8#1"
+    message = to_proto(objective, pb.Objective)
+    assert message.sum.terms[0].caricature.layer == "blocks.5"
+    assert from_proto(message) == objective
+    assert all(term.needs_init_image for term in leaves(objective))
+    assert not Channel("blocks.5", 1).needs_init_image
+    with pytest.raises(ObjectiveError) as error:
+        from_proto(pb.Objective(caricature=pb.CaricatureObjective(layer="blocks.5", cosine_power=17)), field="o")
+    assert error.value.field == "o.caricature.cosine_power"

@@ -10,6 +10,7 @@ from torch import nn
 from priorviz.errors import InvalidInputError, NotFoundError
 from priorviz.models.target import LOGITS, Normalization, TargetModel
 from priorviz.objectives import (
+    Caricature,
     Channel,
     ClassLogit,
     ClassProbability,
@@ -23,6 +24,8 @@ from priorviz.objectives import (
     evaluate,
     parse_objective,
     per_batch,
+    reference_activations,
+    reference_layers,
     validate_objective,
 )
 from priorviz_objectives import Leaf
@@ -142,10 +145,43 @@ def test_every_kind_has_an_evaluator(batch) -> None:
         ClassLogit(1),
         ClassProbability(1),
         Diversity("conv1"),
+        Caricature("conv2"),
     ]
     assert {type(term) for term in examples} == set(Leaf.kinds())
+    acts = {**acts, **reference_activations({"conv2": acts["conv2"]})}
     for term in examples:
         assert evaluate(term, acts).shape == (3,)
+
+
+def test_caricature_is_the_dot_product_with_the_photographs_activations(batch, tiny: TargetModel) -> None:
+    acts, ref = batch
+    photograph = torch.rand(1, 3, 8, 8, generator=torch.Generator().manual_seed(2))
+    reference = tiny.activations(photograph, ["conv2"])
+    theirs = reference["conv2"].detach().double().numpy()
+    assert reference_layers(Caricature("conv2") - 0.5 * Channel("conv1", 0)) == {"conv2"}
+    compared = {**acts, **reference_activations(reference)}
+    dot = np.einsum("bchw,chw->bhw", ref["conv2"], theirs[0])
+    own = (theirs[0] ** 2).sum(axis=0).mean()
+    np.testing.assert_allclose(
+        evaluate(Caricature("conv2"), compared).detach().numpy(), dot.mean(axis=(1, 2)) / own, rtol=1e-5
+    )
+    cosine = dot / (np.linalg.norm(ref["conv2"], axis=1) * np.linalg.norm(theirs[0], axis=0) + 1e-6)
+    weighted = dot * np.maximum(cosine, 0.1) ** 2
+    np.testing.assert_allclose(
+        evaluate(Caricature("conv2", 2.0), compared).detach().numpy(), weighted.mean(axis=(1, 2)) / own, rtol=1e-4
+    )
+    photograph_itself = {**reference, **reference_activations(reference)}
+    torch.testing.assert_close(evaluate(Caricature("conv2", 3.0), photograph_itself), torch.ones(1))
+    with pytest.raises(InvalidInputError, match="give an init_image") as missing:
+        evaluate(Caricature("conv2"), acts)
+    assert missing.value.field == "init_image"
+
+
+def test_a_caricature_of_a_map_of_another_size_compares_with_the_photographs_map_resized(tiny: TargetModel) -> None:
+    photograph = torch.rand(1, 3, 8, 8, generator=torch.Generator().manual_seed(2))
+    reference = reference_activations(tiny.activations(photograph, ["conv2"]))
+    larger = tiny.activations(torch.rand(2, 3, 12, 12), ["conv2"])  # a padded, transformed image: 6x6, not 4x4
+    assert evaluate(Caricature("conv2"), {**larger, **reference}).shape == (2,)
 
 
 def test_algebra_matches_arithmetic(batch) -> None:
@@ -195,6 +231,9 @@ def test_batch_targets(batch) -> None:
         ("direction:conv2:1,-2.5,3e-1", Direction("conv2", (1.0, -2.5, 0.3))),
         ("cosdir2:conv2:1,2", Direction("conv2", (1.0, 2.0), 2.0)),
         ("diversity:blocks.8", Diversity("blocks.8")),
+        ("caricature:blocks.5", Caricature("blocks.5")),
+        ("coscaricature:blocks.5#1", Caricature("blocks.5", 1.0, 1)),
+        ("coscaricature2.5:blocks.5", Caricature("blocks.5", 2.5)),
         (
             "blocks.10:17 - 0.5*blocks.10:3",
             Sum((Channel("blocks.10", 17), Scaled(Scaled(Channel("blocks.10", 3), 0.5), -1.0))),

@@ -31,7 +31,7 @@ from priorviz_client._exceptions import (
 )
 from priorviz_client._inversion import Inversion, Inversions, InvertOptions, inversion_sheet
 from priorviz_client._report import html_report
-from priorviz_client._requests import RenderOptions
+from priorviz_client._requests import RenderOptions, Transforms
 from priorviz_client._results import (
     Comparison,
     Event,
@@ -48,6 +48,7 @@ from priorviz_client._results import (
 )
 from priorviz_client._study import PriorSetup, StudyJob, StudySpec, StudyStore, load_spec, parse_spec, run_study
 from priorviz_objectives import (
+    Caricature,
     Channel,
     ClassLogit,
     ClassProbability,
@@ -59,6 +60,7 @@ from priorviz_objectives import (
     ObjectiveError,
     Scaled,
     Sum,
+    caricature,
     channel,
     channels,
     direction,
@@ -74,6 +76,7 @@ __all__ = [
     "AsyncClient",
     "AsyncJob",
     "CancelledError",
+    "Caricature",
     "Channel",
     "ClassLogit",
     "ClassProbability",
@@ -117,10 +120,12 @@ __all__ = [
     "StudySpec",
     "StudyStore",
     "Sum",
+    "Transforms",
     "UnauthenticatedError",
     "UnavailableError",
     "UnimplementedError",
     "Visualization",
+    "caricature",
     "channel",
     "channels",
     "contact_sheet",

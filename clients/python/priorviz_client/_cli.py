@@ -6,6 +6,8 @@
     priorviz health --wait 120
     priorviz visualize blocks.10:17 --prior fourier --steps 256 --out out/ch17
     priorviz compare logit:1 blocks.10:17 --steps 128 --size 128 --out out/report
+    priorviz visualize blocks.8:40 --prior pixel --tv 0.5 --blur-sigma 0.5 --blur-every 4 --jitter 16 --out out/smooth
+    priorviz visualize caricature:blocks.8 --init-image imagenet_samples/chelsea --size 128 --out out/caricature
     priorviz invert imagenet_samples/chelsea --layer blocks.5 --prior fourier --prior gan_faces --out out/cat
     priorviz study run study.toml --target 10.0.0.5:50051 --target 10.0.0.6:50051 --db study.db
 
@@ -30,7 +32,7 @@ from priorviz_client._exceptions import PriorvizError
 from priorviz_client._inversion import ImageInput, InvertOptions, save_inversions
 from priorviz_client._metric_labels import format_metric, ordered_metrics
 from priorviz_client._progress import ProgressBar
-from priorviz_client._requests import RenderOptions
+from priorviz_client._requests import RenderOptions, Transforms
 from priorviz_client._results import Comparison, Progress, Visualization
 from priorviz_client._study._cli import add_study_parser, study_main
 
@@ -75,6 +77,58 @@ def _add_render_options(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument("--deadline", type=float, help="seconds after which the server stops the job")
     group.add_argument("--no-progress", action="store_true", help="no progress bars")
+    regularizers = parser.add_argument_group("regularizers (left out: off)")
+    regularizers.add_argument(
+        "--tv",
+        "--total-variation-weight",
+        dest="total_variation_weight",
+        type=float,
+        metavar="WEIGHT",
+        help="weight of the image's total variation, subtracted from what is maximized (at most 1000)",
+    )
+    regularizers.add_argument(
+        "--l1",
+        dest="l1_weight",
+        type=float,
+        metavar="WEIGHT",
+        help="weight of the image's mean distance from mid-grey, subtracted likewise (at most 1000)",
+    )
+    regularizers.add_argument(
+        "--blur-sigma",
+        type=float,
+        metavar="PIXELS",
+        help="Gaussian blur of the image itself every --blur-every steps (at most 8; pixel and fourier priors only)",
+    )
+    regularizers.add_argument("--blur-every", type=int, metavar="K", help="steps between two blurs (default 1)")
+    transforms = parser.add_argument_group(
+        "transform parameters (left out: Lucid's standard set: pad 12, jitter 8, scale 0.9 1.1, rotate 10, "
+        "final jitter 4)"
+    )
+    transforms.add_argument("--pad", type=int, metavar="PIXELS", help="mid-grey padding on each side")
+    transforms.add_argument("--jitter", type=int, metavar="PIXELS", help="random crop up to this much smaller")
+    transforms.add_argument("--scale", type=float, nargs=2, metavar=("MIN", "MAX"), help="random scale range")
+    transforms.add_argument("--rotate", type=float, metavar="DEGREES", help="random rotation within +-DEGREES")
+    transforms.add_argument("--final-jitter", type=int, metavar="PIXELS", help="random crop after scale and rotation")
+
+
+_TRANSFORM_FLAGS = {
+    "pad": "--pad",
+    "jitter": "--jitter",
+    "scale": "--scale",
+    "rotate": "--rotate",
+    "final_jitter": "--final-jitter",
+}
+
+
+def _transforms(args: argparse.Namespace) -> bool | Transforms:
+    """Off, the standard set, or the standard set with the parameters given on the command line changed."""
+    if args.no_transforms:
+        return False
+    given = {name: getattr(args, name) for name in _TRANSFORM_FLAGS if getattr(args, name) is not None}
+    if not given:
+        return True
+    scale = given.pop("scale", None)
+    return Transforms(scale=None if scale is None else (scale[0], scale[1]), **given)
 
 
 def _image_argument(text: str) -> ImageInput:
@@ -167,7 +221,14 @@ def _add_invert_parser(commands: Any) -> None:
     group.add_argument("--size", type=int, help="image side in pixels (default: the model's input size)")
     group.add_argument("--seed", type=int, default=0, help="seed of every random draw (default 0)")
     group.add_argument("--learning-rate", type=float, help="Adam learning rate (default: the prior's preferred)")
-    group.add_argument("--total-variation-weight", type=float, help="weight of a total-variation penalty")
+    group.add_argument(
+        "--tv",
+        "--total-variation-weight",
+        dest="total_variation_weight",
+        type=float,
+        metavar="WEIGHT",
+        help="weight of a total-variation penalty",
+    )
     group.add_argument("--transforms", action="store_true", help="random transforms at each step (default off)")
     group.add_argument("--held-out-model", help="model for the transferability metric; 'none' skips it")
     group.add_argument("--deadline", type=float, help="seconds after which the server stops the job")
@@ -186,11 +247,15 @@ def _client(args: argparse.Namespace) -> Client:
 
 
 def _render_options(args: argparse.Namespace) -> RenderOptions:
-    options: RenderOptions = {"batch": args.batch, "seed": args.seed, "transforms": not args.no_transforms}
+    options: RenderOptions = {"batch": args.batch, "seed": args.seed, "transforms": _transforms(args)}
     for name in ("model", "steps", "size", "learning_rate", "held_out_model", "statistics_prior_weight"):
         value = getattr(args, name)
         if value is not None:
             options[name] = value
+    for regularizer in ("total_variation_weight", "l1_weight", "blur_sigma", "blur_every"):
+        weight = getattr(args, regularizer)
+        if weight is not None:
+            options[regularizer] = weight
     if args.preview_steps:
         options["preview_steps"] = args.preview_steps
     if args.init_image:
@@ -317,6 +382,9 @@ def _visualize(client: Client, args: argparse.Namespace) -> int:
 def _settings(args: argparse.Namespace, client: Client) -> dict[str, object]:
     settings: dict[str, object] = {"server": client.connection.target}
     settings.update(_render_options(args))
+    transforms = settings["transforms"]
+    if isinstance(transforms, Transforms):
+        settings["transforms"] = transforms.given()
     if args.init_image:
         settings["init_image"] = args.init_image  # as given: a file name or SET/IMAGE, not the bytes
     return settings
@@ -384,7 +452,12 @@ _COMMANDS: dict[str, Callable[[Client, argparse.Namespace], int]] = {
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "no_transforms", False):
+        given = [flag for name, flag in _TRANSFORM_FLAGS.items() if getattr(args, name) is not None]
+        if given:
+            parser.error(f"--no-transforms turns the transforms off; {', '.join(given)} cannot change them")
     try:
         if args.command == "study":
             return study_main(args)

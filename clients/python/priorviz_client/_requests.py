@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TypedDict
 
@@ -25,6 +26,41 @@ ImageInput = bytes | Path | Image.Image | str
 """PNG/JPEG bytes, a file, a PIL image, or ``"SET/IMAGE"`` naming a photograph of a server's image set."""
 
 
+@dataclass(frozen=True)
+class Transforms:
+    """The random transforms with some of Lucid's standard parameters changed; None keeps the server's standard.
+
+    Before every step the image is padded with mid-grey (``pad`` pixels a side, standard 12), cropped up to
+    ``jitter`` pixels smaller (8), scaled by one of 11 values over ``scale`` = (min, max) ((0.9, 1.1)) and
+    rotated by one of 21 angles over -``rotate``..``rotate`` degrees (10), then cropped up to ``final_jitter``
+    pixels smaller (4). ``transforms=True`` is the standard set, ``False`` none.
+    """
+
+    pad: int | None = None
+    jitter: int | None = None
+    scale: tuple[float, float] | None = None
+    rotate: float | None = None
+    final_jitter: int | None = None
+
+    def to_proto(self) -> pb.TransformParameters:
+        message = pb.TransformParameters()
+        for name, value in (
+            ("pad", self.pad),
+            ("jitter", self.jitter),
+            ("rotate_degrees", self.rotate),
+            ("final_jitter", self.final_jitter),
+        ):
+            if value is not None:
+                setattr(message, name, value)
+        if self.scale is not None:
+            message.scale_min, message.scale_max = self.scale
+        return message
+
+    def given(self) -> dict[str, object]:
+        """The parameters set, by name (for a record of the run's settings)."""
+        return {name: value for name, value in vars(self).items() if value is not None}
+
+
 class RenderOptions(TypedDict, total=False):
     """Options of a visualization; anything left out is the server's default."""
 
@@ -42,21 +78,32 @@ class RenderOptions(TypedDict, total=False):
     """Seed of every random draw; equal seeds give equal images on one server machine (default 0)."""
     preview_steps: Sequence[int]
     """Steps after which preview images are streamed."""
-    transforms: bool
-    """Random pad/jitter/scale/rotate at every step (default True)."""
+    transforms: bool | Transforms
+    """Random pad/jitter/scale/rotate at every step: True (the default) Lucid's standard set, False none, or
+    ``Transforms(...)`` the standard set with some parameters changed."""
     held_out_model: str
     """Model measuring transferability; "none" skips that metric (default: the server's)."""
     statistics_prior_weight: float
     """Weight of the batch-norm statistics prior (DeepInversion) added to every prior of the job; 0 is off."""
     init_image: ImageInput
     """Start from this photograph instead of noise (DeepDream of a photograph): pixel and Fourier start from it
-    exactly, a learned prior from its latent fitted to it."""
+    exactly, a learned prior from its latent fitted to it. Caricature objectives compare with it."""
+    total_variation_weight: float
+    """Weight of the image's total variation, subtracted from what is maximized (0: off, at most 1000)."""
+    l1_weight: float
+    """Weight of the image's mean distance from mid-grey (L1), subtracted likewise (0: off, at most 1000)."""
+    blur_sigma: float
+    """Gaussian blur of the image itself every ``blur_every`` steps, sigma in pixels (0: off, at most 8);
+    pixel and fourier priors only."""
+    blur_every: int
+    """Steps between two blurs (default 1: every step)."""
 
 
 def render_settings(objective: Objective | str, options: RenderOptions) -> pb.RenderSettings:
     unknown = set(options) - set(RenderOptions.__annotations__)
     if unknown:
         raise TypeError(f"unknown render options {sorted(unknown)}; known: {sorted(RenderOptions.__annotations__)}")
+    transforms = options.get("transforms", True)
     settings = pb.RenderSettings(
         model=options.get("model") or "",
         batch=options.get("batch", 1),
@@ -65,12 +112,17 @@ def render_settings(objective: Objective | str, options: RenderOptions) -> pb.Re
         learning_rate=options.get("learning_rate") or 0.0,
         seed=options.get("seed", 0),
         preview_steps=list(options.get("preview_steps", ())),
-        transforms=pb.TRANSFORM_MODE_STANDARD if options.get("transforms", True) else pb.TRANSFORM_MODE_NONE,
+        transforms=pb.TRANSFORM_MODE_STANDARD if transforms else pb.TRANSFORM_MODE_NONE,
         held_out_model=options.get("held_out_model") or "",
         statistics_prior_weight=options.get("statistics_prior_weight") or 0.0,
     )
     if "init_image" in options:
         settings.init_image.CopyFrom(input_image(options["init_image"]))
+    if isinstance(transforms, Transforms):
+        settings.transform_parameters.CopyFrom(transforms.to_proto())
+    for name in ("total_variation_weight", "l1_weight", "blur_sigma", "blur_every"):
+        if name in options:
+            setattr(settings.regularizers, name, options[name])
     if isinstance(objective, Objective):
         settings.objective.CopyFrom(objective_to_proto(objective))
     elif isinstance(objective, str) and objective.strip():

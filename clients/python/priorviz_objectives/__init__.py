@@ -14,6 +14,7 @@ message class. Evaluating an objective is the engine's business (``priorviz.obje
 from priorviz_objectives.errors import ObjectiveError
 from priorviz_objectives.forms import Form
 from priorviz_objectives.kinds import (
+    Caricature,
     Channel,
     ClassLogit,
     ClassProbability,
@@ -21,6 +22,7 @@ from priorviz_objectives.kinds import (
     Diversity,
     Layer,
     Neuron,
+    caricature,
     channel,
     channels,
     direction,
@@ -52,6 +54,7 @@ __all__ = [
     "LOGITS",
     "MAX_TEXT_LENGTH",
     "Budget",
+    "Caricature",
     "Channel",
     "ClassLogit",
     "ClassProbability",
@@ -65,6 +68,7 @@ __all__ = [
     "ObjectiveError",
     "Scaled",
     "Sum",
+    "caricature",
     "channel",
     "channels",
     "direction",

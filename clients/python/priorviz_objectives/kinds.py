@@ -108,6 +108,27 @@ class Diversity(Leaf):
     layer: str
 
 
+@dataclass(frozen=True)
+class Caricature(Leaf):
+    """A caricature of the request's init_image photograph (Lucid's ``dot_compare``).
+
+    The dot product between the image's activations at ``layer`` and the photograph's own there,
+    per position, averaged over positions, and divided by the photograph's own mean squared norm
+    there (so the photograph itself scores 1): maximizing it exaggerates what the layer sees in the
+    photograph. ``cosine_power`` weights it by the cosine similarity as for ``Direction``. The
+    engine computes the photograph's activations once, when the job starts.
+    """
+
+    forms = (
+        Form("caricature:{layer}", cosine_power=0.0),
+        Form("coscaricature[{cosine_power}]:{layer}", cosine_power=1.0),
+    )
+    needs_init_image = True
+    layer: str
+    cosine_power: float = within(0.0, 0, 16)
+    batch: int | None = None
+
+
 def channel(layer: str, index: int, *, batch: int | None = None) -> Channel:
     """Mean activation of channel ``index`` of ``layer``."""
     return Channel(layer, index, batch)
@@ -143,6 +164,11 @@ def logit(index: int, *, batch: int | None = None) -> ClassLogit:
 def probability(index: int, *, batch: int | None = None) -> ClassProbability:
     """The softmax probability of class ``index``."""
     return ClassProbability(index, batch)
+
+
+def caricature(layer: str, *, cosine_power: float = 0.0, batch: int | None = None) -> Caricature:
+    """The init_image photograph's activations at ``layer``, exaggerated (cosine-weighted when ``cosine_power`` > 0)."""
+    return Caricature(layer, cosine_power, batch)
 
 
 def diversity(layer: str) -> Diversity:

@@ -10,7 +10,8 @@ Grammar (whitespace ignored between tokens)::
 
 The forms of the built-in kinds: ``LAYER:CHANNEL``, ``channel:LAYER:CHANNEL``,
 ``neuron:LAYER:CHANNEL[@X,Y]``, ``layer:LAYER``, ``direction:LAYER:V1,V2,...``,
-``cosdir[POWER]:LAYER:V1,V2,...``, ``logit:INDEX``, ``prob:INDEX``, ``diversity:LAYER``.
+``cosdir[POWER]:LAYER:V1,V2,...``, ``logit:INDEX``, ``prob:INDEX``, ``diversity:LAYER``,
+``caricature:LAYER``, ``coscaricature[POWER]:LAYER``.
 Examples: ``blocks.10:17``, ``logit:130``, ``neuron:blocks.10:17@7,7``,
 ``blocks.10:17 - 0.5*blocks.10:3``, ``blocks.10:0..7 + 100*diversity:blocks.10``.
 Digits are ASCII digits only.

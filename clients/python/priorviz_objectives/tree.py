@@ -117,6 +117,8 @@ class Leaf(Objective):
     """The kind's text forms; the first that can write an objective writes it."""
     min_batch: ClassVar[int] = 1
     """The fewest batch images for which the term means something."""
+    needs_init_image: ClassVar[bool] = False
+    """True for a term that compares the image with the request's init_image photograph."""
     _kinds: ClassVar[list[type[Leaf]]] = []
 
     def __init_subclass__(cls, **kwargs: object) -> None:
