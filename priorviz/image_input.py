@@ -63,34 +63,51 @@ def to_tensor(picture: Image.Image) -> Tensor:
     return torch.from_numpy(np.asarray(picture, dtype=np.uint8).copy()).permute(2, 0, 1).float() / 255.0
 
 
+FolderSource = tuple[Path, Callable[[str], bool] | None]
+"""A resolved folder, and which file stems of it belong to a set (None: all)."""
+
+
 @dataclass(frozen=True)
 class ImageSet:
-    """Named photographs: stem -> file. Built from folders, so members are only ever files listed there."""
+    """Named photographs: stem -> file, only ever files listed in the set's folders.
+
+    The folders are listed afresh at every look-up, so that a file added to or removed from a
+    folder while the server runs is seen (the activation store notices changed contents).
+    """
 
     name: str
-    files: Mapping[str, Path]
+    sources: tuple[FolderSource, ...]
 
     @classmethod
     def from_folders(cls, name: str, folders: list[Path], keep: Callable[[str], bool] | None = None) -> ImageSet:
         """The image files directly inside ``folders`` whose stem ``keep`` accepts (links leading out are left out)."""
+        return cls(name, tuple((folder.resolve(), keep) for folder in folders))
+
+    @property
+    def files(self) -> dict[str, Path]:
+        """The members now, in name order; the first folder holding a stem gives its file."""
         files: dict[str, Path] = {}
-        for folder in folders:
-            root = folder.resolve()
-            for path in sorted(root.iterdir()):
+        for root, keep in self.sources:
+            try:
+                listing = sorted(root.iterdir())
+            except OSError:  # a folder removed or unreadable since the server started holds nothing now
+                continue
+            for path in listing:
                 inside = path.resolve().parent == root
                 is_image = inside and path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES
                 if is_image and (keep is None or keep(path.stem)):
                     files.setdefault(path.stem, path)
-        return cls(name, files)
+        return dict(sorted(files.items()))
 
     def load(self, member: str, *, field: str, max_pixels: int = MAX_INPUT_PIXELS) -> Tensor:
         """The member ``member`` (a file stem) as (3, H, W) in [0, 1]."""
-        if member not in self.files:
+        files = self.files
+        if member not in files:
+            listing = ", ".join(files)
             raise NotFoundError(
-                f"image set {self.name!r} has no image {clip_text(member)!r}; it has {', '.join(sorted(self.files))}",
-                field=field,
+                f"image set {self.name!r} has no image {clip_text(member)!r}; it has {clip_text(listing)}", field=field
             )
-        return decode_image(self.files[member].read_bytes(), field=field, max_pixels=max_pixels)
+        return decode_image(files[member].read_bytes(), field=field, max_pixels=max_pixels)
 
 
 def embedded_image_set() -> ImageSet:
@@ -100,9 +117,9 @@ def embedded_image_set() -> ImageSet:
     except ImportError as error:
         raise UnavailableError("the embedded image set needs scikit-image") from error
     skimage_folder = Path(skimage.data.__file__).parent
-    skimage_set = ImageSet.from_folders(EMBEDDED_SET, [skimage_folder], SKIMAGE_PHOTOGRAPHS.__contains__)
     foolbox_set = ImageSet.from_folders(EMBEDDED_SET, [foolbox_folder()], lambda stem: stem.startswith("imagenet_"))
-    return ImageSet(EMBEDDED_SET, {**foolbox_set.files, **skimage_set.files})
+    skimage_set = ImageSet.from_folders(EMBEDDED_SET, [skimage_folder], SKIMAGE_PHOTOGRAPHS.__contains__)
+    return ImageSet(EMBEDDED_SET, foolbox_set.sources + skimage_set.sources)
 
 
 def load_named_image(
@@ -112,8 +129,13 @@ def load_named_image(
     set_name, separator, member = reference.partition("/")
     if not separator or not member:
         raise InvalidInputError(f"expected SET/IMAGE, got {clip_text(reference)!r}", field=field)
-    if set_name not in image_sets:
+    return offered_set(set_name, image_sets, field=field).load(member, field=field, max_pixels=max_pixels)
+
+
+def offered_set(name: str, image_sets: Mapping[str, ImageSet], *, field: str) -> ImageSet:
+    """The offered image set called ``name``; ``NotFoundError`` at ``field`` listing the offered ones otherwise."""
+    if name not in image_sets:
         raise NotFoundError(
-            f"no image set {clip_text(set_name)!r}; offered: {', '.join(sorted(image_sets)) or 'none'}", field=field
+            f"no image set {clip_text(name)!r}; offered: {', '.join(sorted(image_sets)) or 'none'}", field=field
         )
-    return image_sets[set_name].load(member, field=field, max_pixels=max_pixels)
+    return image_sets[name]

@@ -17,6 +17,7 @@ from torch import Tensor
 
 from priors.base import PriorInfo, PriorKind
 from priorviz.errors import InvalidInputError
+from priorviz.examples import Example, ExamplesProgress, ExamplesResult
 from priorviz.images import to_pil
 from priorviz.models import ModelEntry, TargetModel
 from priorviz.render import StepEvent
@@ -26,6 +27,8 @@ from service._proto.priorviz.v1 import priorviz_pb2 as pb
 from service.config import Limits
 from service.runner import InversionEvent, InversionJobResult, JobEvent, JobResult, PriorResult
 from service.validation import (
+    ExamplesRequest,
+    ExamplesSpec,
     ImageRequest,
     InversionSpec,
     InvertRequest,
@@ -106,21 +109,27 @@ def transform_request(message: pb.TransformParameters) -> TransformRequest:
 
 def objective_request(settings: pb.RenderSettings, limits: Limits) -> ObjectiveRequest:
     """Exactly one of the tree and the text form, read within the limits' node and depth bounds."""
-    has_tree, has_text = settings.HasField("objective"), bool(settings.objective_text)
-    if has_tree == has_text:
-        raise InvalidInputError("give exactly one of objective and objective_text", field="settings.objective")
+    tree = settings.objective if settings.HasField("objective") else None
+    return read_objective(tree, settings.objective_text, "settings.objective", "settings.objective_text", limits)
+
+
+def read_objective(
+    tree: pb.Objective | None, text: str, tree_field: str, text_field: str, limits: Limits
+) -> ObjectiveRequest:
+    """The objective of a request that has a tree field and a text field: exactly one, within the limits' bounds."""
+    if (tree is None) == (not text):
+        names = " and ".join(field.rsplit(".", 1)[-1] for field in (tree_field, text_field))
+        raise InvalidInputError(f"give exactly one of {names}", field=tree_field)
     bounds = {"max_nodes": limits.max_objective_nodes, "max_depth": limits.max_objective_depth}
-    if has_text:
-        field = "settings.objective_text"
-        return ObjectiveRequest(parse_objective(settings.objective_text, field=field, **bounds), field)
-    field = "settings.objective"
+    if tree is None:
+        return ObjectiveRequest(parse_objective(text, field=text_field, **bounds), text_field)
     paths: list[str] = []
 
     def record(_term: Leaf, path: str) -> None:
         paths.append(path)
 
-    objective = from_proto(settings.objective, field=field, on_leaf=record, **bounds)
-    return ObjectiveRequest(objective, field, tuple(paths))
+    objective = from_proto(tree, field=tree_field, on_leaf=record, **bounds)
+    return ObjectiveRequest(objective, tree_field, tuple(paths))
 
 
 # -- job events ----------------------------------------------------------------------------
@@ -319,4 +328,58 @@ def invert_result(spec: InversionSpec, event: InversionJobResult) -> pb.InvertRe
         inversions=inversions,
         steps=spec.steps,
         seed=spec.seed,
+    )
+
+
+# -- DatasetExamples -----------------------------------------------------------------------
+
+
+def examples_request(request: pb.DatasetExamplesRequest, limits: Limits) -> ExamplesRequest:
+    unit = request.unit if request.HasField("unit") else None
+    return ExamplesRequest(
+        unit=read_objective(unit, request.unit_text, "unit", "unit_text", limits),
+        model=request.model,
+        image_set=request.image_set,
+        images=tuple(image_request(image, f"images[{index}]") for index, image in enumerate(request.images)),
+        k=request.k,
+        thumbnail_size=request.thumbnail_size,
+    )
+
+
+def examples_events(spec: ExamplesSpec, event: ExamplesProgress | ExamplesResult) -> list[pb.DatasetExamplesEvent]:
+    """The stream events of a DatasetExamples job for one engine event."""
+    if isinstance(event, ExamplesProgress):
+        return [pb.DatasetExamplesEvent(progress=pb.Progress(step=event.done, total_steps=event.total))]
+    field = event.receptive_field
+    result = pb.DatasetExamplesResult(
+        model=spec.model.name,
+        unit_text=event.unit.to_text(),
+        layer=event.layer,
+        image_set=spec.image_set.name if spec.image_set is not None else "",
+        image_count=event.count,
+        top=[dataset_example(example) for example in event.top],
+        bottom=[dataset_example(example) for example in event.bottom],
+        receptive_field=pb.ReceptiveField(size=field.size, extent=field.extent, image_size=field.image_size),
+        stored=event.stored,
+        unreadable=event.unreadable,
+        seconds=event.seconds,
+    )
+    return [pb.DatasetExamplesEvent(result=result)]
+
+
+def dataset_example(example: Example) -> pb.DatasetExample:
+    x, y = example.position if example.position is not None else (-1, -1)
+    left, top, side = example.box
+    return pb.DatasetExample(
+        name=example.name,
+        index=example.index,
+        value=example.value,
+        image=encode_png(example.image),
+        crop=encode_png(example.crop),
+        crop_value=example.crop_value,
+        x=x,
+        y=y,
+        crop_left=left,
+        crop_top=top,
+        crop_size=side,
     )

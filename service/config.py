@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from priorviz.activation_store import DEFAULT_MAX_BYTES
+
 
 @dataclass(frozen=True)
 class Limits:
@@ -26,6 +28,12 @@ class Limits:
     max_objective_depth: int = 32
     max_input_pixels: int = 4096 * 4096
     """Width x height of an image a request brings (checked from its header, before decoding)."""
+    max_examples: int = 32
+    """Images a DatasetExamples request may ask for at each end (its k)."""
+    max_example_uploads: int = 64
+    """Images a DatasetExamples request may upload instead of naming an image set."""
+    max_thumbnail_size: int = 256
+    """Side of the images and crops DatasetExamples returns."""
 
 
 @dataclass(frozen=True)
@@ -68,6 +76,11 @@ class ServerConfig:
     """(name, folder) of each image set offered besides the embedded ``imagenet_samples``."""
     metric_transform_samples: int = 16
     """Random transforms per image when measuring the objective's robustness."""
+    store_dir: str | None = None
+    """Folder of the activation store that DatasetExamples keeps image sets' activations in; None:
+    ``$XDG_CACHE_HOME/priorviz/activations`` (``~/.cache/...``)."""
+    store_max_bytes: int = DEFAULT_MAX_BYTES
+    """Bytes of activations the store keeps; the least recently used go first."""
 
     @property
     def grpc_threads(self) -> int:

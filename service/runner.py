@@ -19,13 +19,14 @@ from dataclasses import dataclass
 
 from priorviz import metrics
 from priorviz.errors import PriorvizError
+from priorviz.examples import ExamplesProgress, ExamplesResult, dataset_examples, stored_examples
 from priorviz.inversion import InversionResult, invert
 from priorviz.metrics import MetricPanel
 from priorviz.models.target import TargetModel
 from priorviz.objectives import Layer
 from priorviz.render import RenderCancelled, RenderResult, StepEvent, render
 from service.jobs import StopCheck
-from service.validation import InversionSpec, JobSpec, PriorRun
+from service.validation import ExamplesSpec, InversionSpec, JobSpec, PriorRun
 
 StepObserver = Callable[[float], None]
 
@@ -237,3 +238,44 @@ def run_inversion(
         )
         results.append(PriorInversionResult(index, inversion, panel, time.perf_counter() - started))
     emit(InversionJobResult(tuple(results)))
+
+
+ExamplesEvent = ExamplesProgress | ExamplesResult
+
+
+def run_examples(
+    spec: ExamplesSpec,
+    emit: Callable[[ExamplesEvent], None],
+    should_stop: StopCheck,
+    on_step: StepObserver,
+    transform_samples: int,
+) -> None:
+    """Rank the images for the unit, computing (and storing) an image set's activations when the store lacks them."""
+    emit(
+        dataset_examples(
+            replica(spec.model),
+            spec.unit,
+            spec.image_set if spec.image_set is not None else spec.uploads,
+            k=spec.k,
+            thumbnail_size=spec.thumbnail_size,
+            store=spec.store,
+            max_pixels=spec.max_pixels,
+            progress=emit,
+            should_stop=should_stop,
+        )
+    )
+
+
+def stored_answer(spec: ExamplesSpec) -> ExamplesResult | None:
+    """The ranking from the store alone, without running the model (so, off the job queue); None when it lacks it."""
+    if spec.image_set is None:
+        return None
+    return stored_examples(
+        spec.model,
+        spec.unit,
+        spec.image_set,
+        spec.store,
+        k=spec.k,
+        thumbnail_size=spec.thumbnail_size,
+        max_pixels=spec.max_pixels,
+    )

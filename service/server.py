@@ -1,7 +1,8 @@
 """The priorviz.v1 gRPC server: the Visualizer service, health, reflection, auth, TLS, metrics.
 
 Handlers validate on the gRPC thread, hand work to the ``JobQueue`` and relay its events;
-no torch work runs on gRPC threads except the cheap metadata calls. Readiness: the health
+no model runs on gRPC threads: they do only the cheap metadata calls and the dataset examples
+that the activation store answers (a few array reductions and PNGs). Readiness: the health
 service answers NOT_SERVING until the default model is loaded and a warm-up step ran, and
 again from the moment a graceful shutdown begins. A client that stops answering keepalive
 pings (frozen, or gone without closing its connection) is dropped within two keepalive
@@ -32,6 +33,7 @@ from grpc_reflection.v1alpha import reflection
 from priors.base import PriorInfo
 from priors.folders import AUTO, FOLDER_KINDS, register_folder_prior
 from priorviz import metrics as result_metrics
+from priorviz.activation_store import ActivationStore, default_store_dir
 from priorviz.errors import CancelledError, UnavailableError, clip_text
 from priorviz.image_input import EMBEDDED_SET, ImageSet, embedded_image_set
 from priorviz.models._api import (
@@ -59,11 +61,22 @@ from service.observability import ServiceMetrics, configure_json_logging
 from service.runner import (
     claim_worker_indices,
     release_worker_indices,
+    run_examples,
     run_inversion,
     run_job,
     set_worker_index,
+    stored_answer,
 )
-from service.validation import NO_HELD_OUT, InversionSpec, InvertRequest, JobSpec, RenderRequest, load_model
+from service.validation import (
+    NO_HELD_OUT,
+    ExamplesRequest,
+    ExamplesSpec,
+    InversionSpec,
+    InvertRequest,
+    JobSpec,
+    RenderRequest,
+    load_model,
+)
 
 SERVICE_NAME = "priorviz.v1.Visualizer"
 WARM_UP_SIZE = 64
@@ -80,7 +93,7 @@ Event = TypeVar("Event")
 
 
 class VisualizerServicer(pb_grpc.VisualizerServicer):
-    """The six RPCs of priorviz.v1."""
+    """The RPCs of priorviz.v1."""
 
     def __init__(self, server: PriorvizServer) -> None:
         self._server = server
@@ -140,6 +153,22 @@ class VisualizerServicer(pb_grpc.VisualizerServicer):
             run=run_inversion,
         )
 
+    def DatasetExamples(
+        self, request: pb.DatasetExamplesRequest, context: grpc.ServicerContext
+    ) -> Iterator[pb.DatasetExamplesEvent]:
+        context.send_initial_metadata(((SERVER_ID_METADATA, self._server.server_id),))
+        limits = self._server.config.limits
+        return self._server.stream_job(
+            "DatasetExamples",
+            lambda: codec.examples_request(request, limits),
+            codec.examples_events,
+            pb.DatasetExamplesEvent,
+            context,
+            check=self._server.check_examples,
+            run=run_examples,
+            answer_now=stored_answer,
+        )
+
 
 class PriorvizServer:
     """One running service: gRPC server, job queue, health, metrics endpoint."""
@@ -152,6 +181,9 @@ class PriorvizServer:
         self.metrics = ServiceMetrics()
         self.checkpoints = CheckpointDirectories(config.checkpoint_dirs)
         self.image_sets = offered_image_sets(config.image_sets)
+        self.activation_store = ActivationStore(
+            Path(config.store_dir) if config.store_dir else default_store_dir(), config.store_max_bytes
+        )
         set_model_cache_size(config.max_cached_models)
         self.health = health.HealthServicer()
         self._worker_indices = claim_worker_indices(config.workers)
@@ -319,6 +351,12 @@ class PriorvizServer:
             request, self.config.limits, self.load_model, self.default_model, self.default_held_out, self.image_sets
         )
 
+    def check_examples(self, request: ExamplesRequest) -> ExamplesSpec:
+        """The ranking a decoded DatasetExamples request asks for, checked against this server's limits and sets."""
+        return validation.check_examples(
+            request, self.config.limits, self.load_model, self.default_model, self.image_sets, self.activation_store
+        )
+
     def _worker_setup(self, index: int) -> None:
         set_worker_index(self._worker_indices[index])
 
@@ -343,19 +381,28 @@ class PriorvizServer:
         *,
         check: Callable[[Any], Any] | None = None,
         run: Callable[..., None] = run_job,
+        answer_now: Callable[[Any], object | None] | None = None,
     ) -> Iterator[Event]:
         """Decode and validate, queue, then relay the job's events; ends with the job's status.
 
         ``check`` turns the decoded request into a job spec (default: Visualize and Compare's) and
         ``run(spec, send, should_stop, on_step, transform_samples)`` runs it on a worker.
+        ``answer_now(spec)``, when given, may answer without a job (cheap work, no model run): its
+        engine event, if not None, is the whole stream.
         """
         try:
             spec = (check or self.check)(decode())
+            answer = answer_now(spec) if answer_now is not None else None
         except Exception as refused:
             status = status_of(refused)
             outcome = "invalid" if status is not None and status[0] in CLIENT_FAULTS else "failed"
             self.metrics.jobs.labels(rpc=rpc, outcome=outcome).inc()
             self.refuse(rpc, refused, context)
+        if answer is not None:
+            self.metrics.jobs.labels(rpc=rpc, outcome="succeeded").inc()
+            log.info("answered without a job", extra={"rpc": rpc} | _job_details(spec))
+            yield from encode(spec, answer)
+            return
 
         def work(emit: Callable[[object], None], should_stop: Callable[[], bool]) -> None:
             # The thread count is process-wide and anything in the process may change it;
@@ -379,11 +426,7 @@ class PriorvizServer:
             context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(error))
         except QueueClosedError as error:
             context.abort(grpc.StatusCode.UNAVAILABLE, str(error))
-        log.info(
-            "job accepted",
-            extra={"job": job.name, "priors": [p.name for p in spec.priors], "size": spec.size, "jobs_ahead": ahead}
-            | _job_details(spec),
-        )
+        log.info("job accepted", extra={"job": job.name, "jobs_ahead": ahead} | _job_details(spec))
         yield codec.queued(event_type, ahead)
         for event in job.events():
             if isinstance(event, QueuePositionEvent):
@@ -433,11 +476,15 @@ class PriorvizServer:
             log.info("job finished", extra=extra | ({"error": clip_text(status[1])} if status else {}))
 
 
-def _job_details(spec: JobSpec | InversionSpec) -> dict[str, object]:
-    """What the log says of an accepted job besides its priors and size."""
+def _job_details(spec: JobSpec | InversionSpec | ExamplesSpec) -> dict[str, object]:
+    """What the log says of an accepted job."""
+    if isinstance(spec, ExamplesSpec):
+        images = spec.image_set.name if spec.image_set is not None else f"{len(spec.uploads)} uploaded"
+        return {"unit": spec.unit.to_text()[:200], "images": images, "k": spec.k}
+    priors = {"priors": [prior.name for prior in spec.priors], "size": spec.size}
     if isinstance(spec, InversionSpec):
-        return {"layers": dict(spec.layers), "steps": spec.steps}
-    return {"objective": spec.objective.to_text()[:200], "steps": spec.config.steps, "batch": spec.batch}
+        return priors | {"layers": dict(spec.layers), "steps": spec.steps}
+    return priors | {"objective": spec.objective.to_text()[:200], "steps": spec.config.steps, "batch": spec.batch}
 
 
 def abort(context: grpc.ServicerContext, code: grpc.StatusCode, details: str) -> None:
@@ -509,6 +556,20 @@ def parse_args(argv: list[str] | None = None) -> tuple[ServerConfig, list[str]]:
         f"{EMBEDDED_SET!r} is always offered)",
     )
     parser.add_argument(
+        "--store-dir",
+        metavar="DIR",
+        default=None,
+        help="folder where DatasetExamples keeps image sets' activations across restarts "
+        f"(default: {default_store_dir()})",
+    )
+    parser.add_argument(
+        "--store-max-mb",
+        type=int,
+        metavar="MB",
+        default=defaults.store_max_bytes // 2**20,
+        help="MiB of activations the store keeps, least recently used removed first (default %(default)s)",
+    )
+    parser.add_argument(
         "--max-cached-models",
         type=int,
         metavar="N",
@@ -575,6 +636,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[ServerConfig, list[str]]:
         "keepalive_seconds",
         "max_message_mb",
         "max_cached_models",
+        "store_max_mb",
     ):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
@@ -610,6 +672,8 @@ def parse_args(argv: list[str] | None = None) -> tuple[ServerConfig, list[str]]:
         checkpoint_dirs=tuple(args.checkpoint_dir),
         image_sets=tuple((name, folder) for name, _, folder in image_sets),
         max_cached_models=args.max_cached_models,
+        store_dir=args.store_dir,
+        store_max_bytes=args.store_max_mb * 2**20,
         token=_token(parser, args),
         tls_cert=args.tls_cert,
         tls_key=args.tls_key,

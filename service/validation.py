@@ -17,8 +17,9 @@ from torch import Tensor
 
 from priors.base import PriorInfo, PriorKind, list_priors
 from priors.options import OptionError
+from priorviz.activation_store import ActivationStore
 from priorviz.errors import InvalidInputError, NotFoundError, PriorUnusableError, PriorvizError, clip_text
-from priorviz.image_input import ImageSet, decode_image, load_named_image
+from priorviz.image_input import ImageSet, decode_image, load_named_image, offered_set
 from priorviz.inversion import DEFAULT_INVERSION_STEPS, resize_photograph
 from priorviz.models.target import TargetModel
 from priorviz.objectives import Objective, Term, leaves, reference_layers, validate_term
@@ -34,6 +35,7 @@ from priorviz.transforms import (
     standard_transforms,
 )
 from priorviz_objectives.proto import field_path
+from priorviz_objectives.units import Unit, as_unit
 from service.config import Limits
 
 NO_HELD_OUT = "none"
@@ -512,3 +514,72 @@ def check_invert(
         total_variation_weight=tv,
         transforms=standard_transforms() if request.transforms else NO_TRANSFORMS,
     )
+
+
+# -- DatasetExamples -----------------------------------------------------------------------
+
+DEFAULT_EXAMPLES = 8
+DEFAULT_THUMBNAIL_SIZE = 128
+MIN_THUMBNAIL_SIZE = 16
+
+
+@dataclass(frozen=True)
+class ExamplesRequest:
+    """A DatasetExamples request as plain values; 0 and "" mean "the default", as on the wire."""
+
+    unit: ObjectiveRequest
+    model: str = ""
+    image_set: str = ""
+    images: tuple[ImageRequest, ...] = ()
+    k: int = 0
+    thumbnail_size: int = 0
+
+
+@dataclass(frozen=True)
+class ExamplesSpec:
+    """A checked DatasetExamples request: the unit, the images (a set, or decoded uploads) and the store."""
+
+    model: TargetModel
+    unit: Unit
+    image_set: ImageSet | None
+    uploads: tuple[tuple[str, Tensor], ...]
+    """Named (3, H, W) images in [0, 1] when the request uploads instead of naming a set."""
+    k: int
+    thumbnail_size: int
+    store: ActivationStore
+    max_pixels: int
+
+
+def check_examples(
+    request: ExamplesRequest,
+    limits: Limits,
+    loader: ModelLoader,
+    default_model: str,
+    image_sets: Mapping[str, ImageSet],
+    store: ActivationStore,
+) -> ExamplesSpec:
+    """The ranking a DatasetExamples request asks for: one unit that the model has, k, sizes and images in bounds."""
+    unit = as_unit(request.unit.objective, field=request.unit.field)
+    k = request.k or DEFAULT_EXAMPLES
+    if not 1 <= k <= limits.max_examples:
+        raise InvalidInputError(
+            f"must be within 1..{limits.max_examples} (0: {DEFAULT_EXAMPLES}), got {request.k}", field="k"
+        )
+    thumbnail_size = request.thumbnail_size or DEFAULT_THUMBNAIL_SIZE
+    if not MIN_THUMBNAIL_SIZE <= thumbnail_size <= limits.max_thumbnail_size:
+        raise InvalidInputError(
+            f"must be within {MIN_THUMBNAIL_SIZE}..{limits.max_thumbnail_size} (0: {DEFAULT_THUMBNAIL_SIZE}), "
+            f"got {request.thumbnail_size}",
+            field="thumbnail_size",
+        )
+    if bool(request.image_set) == bool(request.images):
+        raise InvalidInputError("give exactly one of image_set and images", field="image_set")
+    if len(request.images) > limits.max_example_uploads:
+        raise InvalidInputError(
+            f"at most {limits.max_example_uploads} images, got {len(request.images)}", field="images"
+        )
+    model = load_model(loader, request.model or default_model, "model")
+    check_objective(request.unit, model, batch=1)
+    image_set = offered_set(request.image_set, image_sets, field="image_set") if request.image_set else None
+    uploads = tuple((image.field, check_image(image, limits, image_sets)) for image in request.images)
+    return ExamplesSpec(model, unit, image_set, uploads, k, thumbnail_size, store, limits.max_input_pixels)

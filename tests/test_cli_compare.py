@@ -15,8 +15,8 @@ import headless_chromium
 import numpy as np
 import pytest
 from client_server import SIDE, serving
+from headless_chromium import difference, framed_regions
 from PIL import Image
-from scipy import ndimage
 
 from priorviz_client import Client, PriorKind
 from priorviz_client._contact_sheet import KIND_COLOURS
@@ -26,6 +26,7 @@ from service.server import PriorvizServer
 PRIORVIZ = Path(sys.executable).with_name("priorviz")
 CONTACT_CELL = 192
 """Side of each image on the contact sheet (its default), inside a one-pixel frame."""
+KIND_FRAMES = (KIND_COLOURS[PriorKind.UNCONSTRAINED], KIND_COLOURS[PriorKind.LEARNED])
 
 
 @pytest.fixture(scope="module")
@@ -146,11 +147,11 @@ def test_compare_writes_pngs_sheet_json_and_report(compared: tuple[Path, list[st
             assert image["metrics"]["objective"] == pytest.approx(image["objective_value"], rel=1e-4)
             assert len(image["trace"]) == 4
     sheet = np.asarray(Image.open(out / "contact_sheet.png").convert("RGB"))
-    cells = _framed_regions(sheet, inner=CONTACT_CELL, border=1)
+    cells = framed_regions(sheet, KIND_FRAMES, inner=CONTACT_CELL, border=1)
     pngs = sorted(out.glob("*/*.png"))
     assert len(cells) == len(pngs) == 2 * len(priors)
     for png in pngs:
-        assert min(_difference(cell, Image.open(png)) for cell in cells) < 6, f"{png.name} is not on the contact sheet"
+        assert min(difference(cell, Image.open(png)) for cell in cells) < 6, f"{png.name} is not on the contact sheet"
 
 
 def test_report_is_self_contained(compared: tuple[Path, list[str]]) -> None:
@@ -167,31 +168,9 @@ def test_report_is_self_contained(compared: tuple[Path, list[str]]) -> None:
 def test_report_shows_every_image_in_chromium(compared: tuple[Path, list[str]], tmp_path: Path) -> None:
     out, _ = compared
     screenshot = headless_chromium.screenshot(out / "report.html", tmp_path / "report.png", height=2400)
-    shown = _framed_regions(np.asarray(Image.open(screenshot).convert("RGB")), inner=DISPLAY_SIZE, border=FRAME_WIDTH)
+    shown = framed_regions(np.asarray(Image.open(screenshot).convert("RGB")), KIND_FRAMES, DISPLAY_SIZE, FRAME_WIDTH)
     pngs = sorted(out.glob("*/*.png"))
     assert len(shown) == len(pngs), f"{len(shown)} framed images on screen for {len(pngs)} PNGs"
     for png in pngs:
-        errors = [_difference(region, Image.open(png)) for region in shown]
+        errors = [difference(region, Image.open(png)) for region in shown]
         assert min(errors) < 12, f"{png.name} is not shown in the report (closest region differs by {min(errors):.1f})"
-
-
-def _framed_regions(picture: np.ndarray, inner: int, border: int) -> list[np.ndarray]:
-    """The insides of image frames: rectangles drawn exactly in a prior kind's colour around ``inner`` pixels."""
-    regions = []
-    side = inner + 2 * border
-    for kind in (PriorKind.UNCONSTRAINED, PriorKind.LEARNED):
-        mask = np.all(picture == KIND_COLOURS[kind], axis=-1)
-        labels, _ = ndimage.label(mask)
-        for rows, columns in ndimage.find_objects(labels):
-            if abs(rows.stop - rows.start - side) <= 1 and abs(columns.stop - columns.start - side) <= 1:
-                regions.append(
-                    picture[rows.start + border : rows.stop - border, columns.start + border : columns.stop - border]
-                )
-    return regions
-
-
-def _difference(region: np.ndarray, image: Image.Image, side: int = 32) -> float:
-    """Mean absolute difference (0..255) after both are reduced to ``side`` x ``side``."""
-    shown = Image.fromarray(np.ascontiguousarray(region)).resize((side, side), Image.Resampling.BOX)
-    source = image.convert("RGB").resize((side, side), Image.Resampling.BOX)
-    return float(np.abs(np.asarray(shown, dtype=float) - np.asarray(source, dtype=float)).mean())

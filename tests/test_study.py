@@ -25,6 +25,7 @@ import numpy as np
 import pytest
 import torch
 from client_server import free_port, loopback_config, serving
+from headless_chromium import difference
 from PIL import Image
 from scipy import ndimage
 from service_fixtures import wait_until
@@ -375,7 +376,7 @@ def test_the_report_shows_its_plots_in_chromium(
     assert len(shown) == len(plots), f"{len(shown)} framed plots on screen for {len(plots)} PNGs"
     for plot in plots:
         with Image.open(plot) as image:
-            errors = [_difference(region, image) for region in shown if region.shape[:2] == image.size[::-1]]
+            errors = [difference(region, image, side=48) for region in shown if region.shape[:2] == image.size[::-1]]
         assert errors and min(errors) < 8, f"{plot.name} is not shown in the report"
 
 
@@ -388,10 +389,3 @@ def _framed(picture: np.ndarray) -> list[np.ndarray]:
         for rows, columns in ndimage.find_objects(labels)
         if rows.stop - rows.start > 4 * border and columns.stop - columns.start > 4 * border
     ]
-
-
-def _difference(region: np.ndarray, image: Image.Image, side: int = 48) -> float:
-    """Mean absolute difference (0..255) after both are reduced to ``side`` x ``side``."""
-    shown = Image.fromarray(np.ascontiguousarray(region)).resize((side, side), Image.Resampling.BOX)
-    source = image.convert("RGB").resize((side, side), Image.Resampling.BOX)
-    return float(np.abs(np.asarray(shown, dtype=float) - np.asarray(source, dtype=float)).mean())

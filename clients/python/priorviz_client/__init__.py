@@ -13,6 +13,7 @@ from priorviz_client._async_client import AsyncClient, AsyncJob
 from priorviz_client._client import Client, Job
 from priorviz_client._connection import RetryPolicy
 from priorviz_client._contact_sheet import contact_sheet
+from priorviz_client._examples import ExamplesOptions, examples_sheet
 from priorviz_client._exceptions import (
     CancelledError,
     DeadlineExceededError,
@@ -34,7 +35,9 @@ from priorviz_client._report import html_report
 from priorviz_client._requests import RenderOptions, Transforms
 from priorviz_client._results import (
     Comparison,
+    DatasetExamples,
     Event,
+    Example,
     LayerInfo,
     ModelInfo,
     ModelSummary,
@@ -43,6 +46,7 @@ from priorviz_client._results import (
     PriorKind,
     Progress,
     Queued,
+    ReceptiveField,
     ServerInfo,
     Visualization,
 )
@@ -82,10 +86,13 @@ __all__ = [
     "ClassProbability",
     "Client",
     "Comparison",
+    "DatasetExamples",
     "DeadlineExceededError",
     "Direction",
     "Diversity",
     "Event",
+    "Example",
+    "ExamplesOptions",
     "FailedPreconditionError",
     "InternalError",
     "InvalidArgumentError",
@@ -109,6 +116,7 @@ __all__ = [
     "PriorvizError",
     "Progress",
     "Queued",
+    "ReceptiveField",
     "RenderOptions",
     "ResourceExhaustedError",
     "RetryPolicy",
@@ -131,6 +139,7 @@ __all__ = [
     "contact_sheet",
     "direction",
     "diversity",
+    "examples_sheet",
     "html_report",
     "inversion_sheet",
     "layer",

@@ -19,6 +19,7 @@ import grpc
 
 from priorviz_client._connection import DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_UNARY_TIMEOUT, Connection, RetryPolicy
 from priorviz_client._convert import CompareEvents, VisualizeEvents, model_info, model_summary, prior_info
+from priorviz_client._examples import ExamplesEvents, ExamplesOptions, Images, examples_request
 from priorviz_client._exceptions import DeadlineExceededError, RpcError, UnavailableError, from_rpc_error
 from priorviz_client._health import CHECK_METHOD, HealthCheckRequest, HealthCheckResponse, status_name
 from priorviz_client._inversion import ImageInput, Inversions, InvertEvents, InvertOptions, Layers, invert_request
@@ -27,6 +28,7 @@ from priorviz_client._proto.priorviz.v1.priorviz_pb2_grpc import VisualizerStub
 from priorviz_client._requests import Priors, RenderOptions, compare_request, visualize_request
 from priorviz_client._results import (
     Comparison,
+    DatasetExamples,
     Event,
     ModelInfo,
     ModelSummary,
@@ -40,7 +42,7 @@ from priorviz_client._results import (
 from priorviz_objectives import Objective
 
 T = TypeVar("T")
-R = TypeVar("R", Visualization, Comparison, Inversions)
+R = TypeVar("R", Visualization, Comparison, Inversions, DatasetExamples)
 
 HEALTH_CHECK = "Health/Check"
 """The health check's name in errors and in the table of RPCs (it is not a Visualizer method)."""
@@ -59,7 +61,7 @@ class Unary(Generic[T]):
 
 @dataclass(frozen=True)
 class Stream(Generic[R]):
-    """A Visualize, Compare or Invert call: which RPC, its request, and the translator of its messages into events."""
+    """A streaming call: which RPC, its request, and the translator of its messages into events and the result."""
 
     method: str
     request: Any
@@ -222,6 +224,7 @@ class BaseClient(abc.ABC):
             "Compare": stub.Compare,
             "GetServerInfo": stub.GetServerInfo,
             "Invert": stub.Invert,
+            "DatasetExamples": stub.DatasetExamples,
             HEALTH_CHECK: channel.unary_unary(
                 CHECK_METHOD,
                 request_serializer=HealthCheckRequest.SerializeToString,
@@ -283,3 +286,7 @@ class BaseClient(abc.ABC):
     @staticmethod
     def _invert(image: ImageInput, layers: Layers, priors: Priors | None, options: InvertOptions) -> Stream[Inversions]:
         return Stream("Invert", invert_request(image, layers, priors, options), InvertEvents().event)
+
+    @staticmethod
+    def _dataset_examples(unit: Objective | str, images: Images, options: ExamplesOptions) -> Stream[DatasetExamples]:
+        return Stream("DatasetExamples", examples_request(unit, images, options), ExamplesEvents().event)

@@ -9,6 +9,8 @@
     priorviz visualize blocks.8:40 --prior pixel --tv 0.5 --blur-sigma 0.5 --blur-every 4 --jitter 16 --out out/smooth
     priorviz visualize caricature:blocks.8 --init-image imagenet_samples/chelsea --size 128 --out out/caricature
     priorviz invert imagenet_samples/chelsea --layer blocks.5 --prior fourier --prior gan_faces --out out/cat
+    priorviz examples blocks.10:17 --images imagenet_samples --out out/examples
+    priorviz compare blocks.10:17 --examples imagenet_samples --out out/report
     priorviz study run study.toml --target 10.0.0.5:50051 --target 10.0.0.6:50051 --db study.db
 
 The server address comes from ``--target`` or $PRIORVIZ_TARGET, the token from ``--token``
@@ -18,6 +20,7 @@ or $PRIORVIZ_TOKEN. Errors print one line and exit with status 1 (2 for usage er
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import re
 import sys
@@ -25,18 +28,22 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from priorviz_client._artifacts import save_comparisons, save_results
+from priorviz_client._artifacts import save_comparisons, save_examples, save_results
 from priorviz_client._client import Client, Job
 from priorviz_client._connection import DEFAULT_TARGET, TARGET_ENV, TOKEN_ENV
+from priorviz_client._examples import ExamplesOptions, Images
 from priorviz_client._exceptions import PriorvizError
 from priorviz_client._inversion import ImageInput, InvertOptions, save_inversions
 from priorviz_client._metric_labels import format_metric, ordered_metrics
 from priorviz_client._progress import ProgressBar
 from priorviz_client._requests import RenderOptions, Transforms
-from priorviz_client._results import Comparison, Progress, Visualization
+from priorviz_client._results import Comparison, DatasetExamples, Progress, Visualization
 from priorviz_client._study._cli import add_study_parser, study_main
+from priorviz_objectives import ObjectiveError, parse_objective
+from priorviz_objectives.units import as_unit
 
 _CLASS_OBJECTIVE = re.compile(r"(?:logit|prob):(\d+)")
+_IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg"})
 
 
 def _key_value(text: str) -> tuple[str, str]:
@@ -188,8 +195,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="a prior to compare (repeat; default: fourier and every available learned prior)",
     )
     compare.add_argument("--out", type=Path, required=True, help="folder for the results")
+    compare.add_argument(
+        "--examples",
+        metavar="SET|DIR",
+        help="show each objective's dataset examples from this image set of the server (or a local folder, "
+        "uploaded) beside its visualizations; objectives that are no single unit get none",
+    )
+    compare.add_argument("--examples-k", type=int, metavar="K", help="dataset examples at each end (server default 8)")
     _add_render_options(compare)
     _add_invert_parser(commands)
+    _add_examples_parser(commands)
     add_study_parser(commands)
     return parser
 
@@ -233,6 +248,65 @@ def _add_invert_parser(commands: Any) -> None:
     group.add_argument("--held-out-model", help="model for the transferability metric; 'none' skips it")
     group.add_argument("--deadline", type=float, help="seconds after which the server stops the job")
     group.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def _add_examples_parser(commands: Any) -> None:
+    examples = commands.add_parser(
+        "examples",
+        help="the images where one unit is highest and lowest, each with its most activating crop: PNGs, contact "
+        "sheet, JSON, HTML",
+    )
+    examples.add_argument(
+        "unit", help="a channel (blocks.10:17), neuron (neuron:blocks.10:17@7,7), direction or class (logit:130)"
+    )
+    examples.add_argument(
+        "--images",
+        nargs="+",
+        required=True,
+        metavar="SET|FILE|DIR",
+        help="an image set the server offers (imagenet_samples), or PNG/JPEG files and folders of them to upload",
+    )
+    examples.add_argument("--out", type=Path, required=True, help="folder for the results")
+    group = examples.add_argument_group("options (left out: the server's defaults)")
+    group.add_argument("--k", type=int, help="images at each end (server default 8)")
+    group.add_argument("--model", help="target model (default: the server's default model)")
+    group.add_argument("--thumbnail-size", type=int, help="side of the returned images and crops (default 128)")
+    group.add_argument("--deadline", type=float, help="seconds after which the server stops the job")
+    group.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _example_images(values: Sequence[str]) -> tuple[Images, list[Path]]:
+    """An image set's name, or the files to upload (a folder gives the PNG and JPEG files directly in it)."""
+    if len(values) == 1 and not Path(values[0]).exists():
+        return values[0], []
+    files: list[Path] = []
+    for value in values:
+        path = Path(value)
+        if path.is_dir():
+            files.extend(sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in _IMAGE_SUFFIXES))
+        elif path.is_file():
+            files.append(path)
+        else:
+            raise PriorvizError(f"--images: {value!r} is neither a file nor a folder (an image set is given alone)")
+    if not files:
+        raise PriorvizError(f"--images: no PNG or JPEG files in {', '.join(values)}")
+    return files, files
+
+
+def _examples_of(
+    client: Client, unit: str, sources: Sequence[str], args: argparse.Namespace, options: ExamplesOptions
+) -> DatasetExamples:
+    """The dataset examples of ``unit`` in ``sources`` (see ``--images``); uploaded files keep their names."""
+    images, files = _example_images(sources)
+    job = client.dataset_examples_stream(unit, images, timeout=args.deadline, **options)
+    ranked: DatasetExamples = _run(job, _progress_bar(args, "activations"))
+    if not files:
+        return ranked
+
+    def named(ends: Sequence[Any]) -> tuple[Any, ...]:
+        return tuple(dataclasses.replace(example, name=files[example.index].name) for example in ends)
+
+    return dataclasses.replace(ranked, top=named(ranked.top), bottom=named(ranked.bottom))
 
 
 def _client(args: argparse.Namespace) -> Client:
@@ -392,26 +466,55 @@ def _settings(args: argparse.Namespace, client: Client) -> dict[str, object]:
 
 def _compare(client: Client, args: argparse.Namespace) -> int:
     comparisons: list[Comparison] = []
+    examples: list[DatasetExamples | None] = []
     try:
         for number, objective in enumerate(args.objectives, start=1):
             print(f"[{number}/{len(args.objectives)}] {objective}", file=sys.stderr)
+            ranked = _compare_examples(client, objective, args)  # first: a wrong set fails before any rendering
             bar = _progress_bar(args, f"[{number}/{len(args.objectives)}]")
             job = client.compare_stream(objective, priors=args.priors, timeout=args.deadline, **_render_options(args))
             comparison = _run(job, bar)
             for result in comparison.results:
                 print(f"  {_summary(result)}", file=sys.stderr)
             comparisons.append(comparison)
+            examples.append(ranked)
     except (PriorvizError, KeyboardInterrupt):
         # A long run that fails or is interrupted late keeps the comparisons it finished.
         if comparisons:
             print(f"priorviz: writing the {len(comparisons)} comparison(s) that finished", file=sys.stderr)
-            _save_comparisons(client, args, comparisons)
+            _save_comparisons(client, args, comparisons, examples)
         raise
-    _save_comparisons(client, args, comparisons)
+    _save_comparisons(client, args, comparisons, examples)
     return 0
 
 
-def _save_comparisons(client: Client, args: argparse.Namespace, comparisons: Sequence[Comparison]) -> None:
+def _compare_examples(client: Client, objective: str, args: argparse.Namespace) -> DatasetExamples | None:
+    """With ``--examples``: the dataset examples of the objective's unit; None when it is no single unit."""
+    if args.examples is None:
+        return None
+    try:
+        as_unit(parse_objective(objective))
+    except ObjectiveError as error:
+        print(f"  no dataset examples: {error}", file=sys.stderr)
+        return None
+    options: ExamplesOptions = {"model": args.model} if args.model else {}
+    if args.examples_k is not None:
+        options["k"] = args.examples_k
+    ranked = _examples_of(client, objective, [args.examples], args, options)
+    print(f"  dataset examples: highest {_ranking(ranked.top)}", file=sys.stderr)
+    return ranked
+
+
+def _ranking(examples: Sequence[Any]) -> str:
+    return ", ".join(f"{example.name} {format_metric(example.value)}" for example in examples)
+
+
+def _save_comparisons(
+    client: Client,
+    args: argparse.Namespace,
+    comparisons: Sequence[Comparison],
+    examples: Sequence[DatasetExamples | None],
+) -> None:
     files = save_comparisons(
         args.out,
         comparisons,
@@ -419,6 +522,7 @@ def _save_comparisons(client: Client, args: argparse.Namespace, comparisons: Seq
         metric_descriptions=client.metric_descriptions(),
         priors=client.priors(include_unavailable=True),
         settings=_settings(args, client),
+        examples=examples,
     )
     print(f"wrote {len(files.images)} images, {files.contact_sheet}, {files.metrics} and {files.report}")
 
@@ -440,6 +544,25 @@ def _invert(client: Client, args: argparse.Namespace) -> int:
     return 0
 
 
+def _examples(client: Client, args: argparse.Namespace) -> int:
+    options: ExamplesOptions = {}
+    for name in ("model", "k", "thumbnail_size"):
+        value = getattr(args, name)
+        if value is not None:
+            options[name] = value
+    ranked = _examples_of(client, args.unit, args.images, args, options)
+    settings = {"server": client.connection.target, "unit": args.unit, "images": " ".join(args.images), **options}
+    files = save_examples(args.out, ranked, settings)
+    print(f"{ranked.unit} on {ranked.image_count} images of {ranked.image_set or 'the uploads'}")
+    print(f"highest: {_ranking(ranked.top)}")
+    print(f"lowest: {_ranking(ranked.bottom)}")
+    source = "read from the server's store" if ranked.stored else "computed"
+    print(
+        f"activations {source}; wrote {len(files.images)} images, {files.contact_sheet}, {files.record}, {files.report}"
+    )
+    return 0
+
+
 _COMMANDS: dict[str, Callable[[Client, argparse.Namespace], int]] = {
     "models": _models,
     "layers": _layers,
@@ -448,6 +571,7 @@ _COMMANDS: dict[str, Callable[[Client, argparse.Namespace], int]] = {
     "visualize": _visualize,
     "compare": _compare,
     "invert": _invert,
+    "examples": _examples,
 }
 
 

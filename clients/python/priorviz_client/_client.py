@@ -10,12 +10,14 @@ from typing import Unpack
 import grpc
 
 from priorviz_client._base import HEALTH_CHECK, BaseClient, BaseJob, R, Stream, T, Unary
+from priorviz_client._examples import ExamplesOptions, Images
 from priorviz_client._health import HealthCheckRequest
 from priorviz_client._inversion import ImageInput, Inversions, InvertOptions, Layers
 from priorviz_client._progress import ProgressBar
 from priorviz_client._requests import Priors, RenderOptions
 from priorviz_client._results import (
     Comparison,
+    DatasetExamples,
     Event,
     LayerInfo,
     ModelInfo,
@@ -219,6 +221,35 @@ class Client(BaseClient):
         """
         bar = ProgressBar() if progress else None
         return _finish(self.invert_stream(image, layers, priors=priors, timeout=timeout, **options), bar)
+
+    def dataset_examples_stream(
+        self,
+        unit: Objective | str,
+        images: Images,
+        *,
+        timeout: float | None = None,
+        **options: Unpack[ExamplesOptions],
+    ) -> Job[DatasetExamples]:
+        """Starts a dataset-examples query; iterate the job for events (Progress counts the images whose
+        activations the server computes; an answer from its store comes without any)."""
+        return self._start(self._dataset_examples(unit, images, options), timeout)
+
+    def dataset_examples(
+        self,
+        unit: Objective | str,
+        images: Images,
+        *,
+        timeout: float | None = None,
+        progress: bool = False,
+        **options: Unpack[ExamplesOptions],
+    ) -> DatasetExamples:
+        """The images where ``unit`` (a channel, neuron, direction or class) is highest and lowest, with crops.
+
+        ``images``: the name of an image set the server offers (``"imagenet_samples"``), or images to upload
+        (bytes, files, PIL images, ``SET/IMAGE``). The server keeps a set's activations, so asking again is fast.
+        """
+        bar = ProgressBar() if progress else None
+        return _finish(self.dataset_examples_stream(unit, images, timeout=timeout, **options), bar)
 
     # -- I/O -----------------------------------------------------------------------------
 

@@ -3,7 +3,9 @@
 Images are inlined as base64 PNG data URIs, the objective's trace is an inline SVG, and the
 style sheet is embedded, so the page needs no network and no companion files. Each image
 sits in a frame of its prior kind's colour (red: unconstrained, green: learned) with its
-metrics in a table beneath; a glossary explains each metric.
+metrics in a table beneath; a glossary explains each metric. When dataset examples come
+with a comparison, the photographs where the objective's unit is highest and lowest follow
+its visualizations, each beside its most activating crop, in blue frames.
 """
 
 from __future__ import annotations
@@ -19,12 +21,16 @@ from PIL import Image
 
 from priorviz_client._contact_sheet import KIND_COLOURS, KIND_NAMES, MUTED, ordered_results
 from priorviz_client._metric_labels import format_metric, ordered_metrics
-from priorviz_client._results import Comparison, PriorInfo, PriorKind, Visualization
+from priorviz_client._results import Comparison, DatasetExamples, Example, PriorInfo, PriorKind, Visualization
 
 DISPLAY_SIZE = 224
 """CSS pixels per image: the default model's input side."""
 FRAME_WIDTH = 3
 """CSS pixels of the kind-coloured frame around each image."""
+EXAMPLE_SIZE = 112
+"""CSS pixels per dataset example's photograph and crop."""
+EXAMPLE_COLOUR = (40, 90, 200)
+"""The frame of a dataset example's photograph and crop."""
 
 _STYLE = string.Template("""
 body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 24px; color: #141414; background: #fff; }
@@ -45,7 +51,21 @@ svg.trace { display: block; margin-top: 4px; }
 dl.glossary dt { font-family: ui-monospace, monospace; font-size: 13px; margin-top: 6px; }
 dl.glossary dd { margin-left: 16px; font-size: 13px; color: #444; }
 .licence { font-size: 12px; color: #7a4b00; }
-""").substitute(size=DISPLAY_SIZE, frame=FRAME_WIDTH, framed=DISPLAY_SIZE + 2 * FRAME_WIDTH)
+section.examples h3 { font-size: 14px; margin: 12px 0 6px; font-weight: 600; color: ${example_colour}; }
+.examples .row { gap: 10px; }
+.examples .label { width: 64px; font-size: 12px; color: #444; }
+figure.example { width: auto; }
+figure.example img { display: inline-block; width: ${example}px; height: ${example}px; margin-right: 2px;
+                     border: ${frame}px solid ${example_colour}; }
+figure.example figcaption { font-size: 11px; font-weight: 400; margin: 2px 0 0; max-width: ${example_pair}px; }
+""").substitute(
+    size=DISPLAY_SIZE,
+    frame=FRAME_WIDTH,
+    framed=DISPLAY_SIZE + 2 * FRAME_WIDTH,
+    example=EXAMPLE_SIZE,
+    example_pair=2 * (EXAMPLE_SIZE + 2 * FRAME_WIDTH) + 4,
+    example_colour="#{:02x}{:02x}{:02x}".format(*EXAMPLE_COLOUR),
+)
 
 
 def _rgb(colour: tuple[int, int, int]) -> str:
@@ -104,7 +124,36 @@ def _figure(result: Visualization, index: int) -> str:
     )
 
 
-def _section(comparison: Comparison, title: str) -> str:
+def _example_figure(example: Example, unit: str) -> str:
+    where = f" at {example.position}" if example.position is not None else ""
+    return (
+        f'<figure class="example" data-name="{html.escape(example.name)}">'
+        f'<img src="{png_data_uri(example.image)}" alt="{html.escape(example.name)}, value {example.value:.4g}"'
+        f' width="{EXAMPLE_SIZE}" height="{EXAMPLE_SIZE}">'
+        f'<img src="{png_data_uri(example.crop)}" alt="crop of {html.escape(example.name)} where {html.escape(unit)}'
+        f' is highest" width="{EXAMPLE_SIZE}" height="{EXAMPLE_SIZE}">'
+        f"<figcaption>{html.escape(example.name)}: {format_metric(example.value)}; "
+        f"crop {format_metric(example.crop_value)}{html.escape(where)}</figcaption></figure>"
+    )
+
+
+def examples_section(examples: DatasetExamples) -> str:
+    """The photographs where the unit is highest, then lowest, each beside its most activating crop."""
+    source = examples.image_set or "uploaded images"
+    rows = "".join(
+        f'<div class="row"><div class="label">{label}</div>'
+        + "".join(_example_figure(example, examples.unit) for example in ranked)
+        + "</div>"
+        for label, ranked in (("highest", examples.top), ("lowest", examples.bottom))
+    )
+    return (
+        f'<section class="examples"><h3>Dataset examples of {html.escape(examples.unit)} in '
+        f"{html.escape(source)} ({examples.image_count} images; crops: the {examples.receptive_field.size}-pixel "
+        f"receptive field of {html.escape(examples.layer)} around the highest position)</h3>{rows}</section>"
+    )
+
+
+def _section(comparison: Comparison, title: str, examples: DatasetExamples | None = None) -> str:
     results = ordered_results(comparison)
     rows = []
     for index in range(max(len(result.images) for result in results)):
@@ -120,9 +169,11 @@ def _section(comparison: Comparison, title: str) -> str:
     timing = ", ".join(
         f"{html.escape(result.prior)} {result.steps} steps in {result.render_seconds:.1f} s" for result in results
     )
+    shown_examples = examples_section(examples) if examples is not None else ""
     return (
         f"<section><h2>{html.escape(title)}</h2>{''.join(rows)}{batch_line}"
-        f'<p class="timing" style="font-size:12px;color:#666">{timing}; seed {results[0].seed}</p></section>'
+        f'<p class="timing" style="font-size:12px;color:#666">{timing}; seed {results[0].seed}</p>'
+        f"{shown_examples}</section>"
     )
 
 
@@ -146,8 +197,10 @@ def html_report(
     priors: Sequence[PriorInfo] = (),
     settings: Mapping[str, object] | None = None,
     heading: str = "priorviz: unconstrained versus prior-constrained feature visualizations",
+    examples: Sequence[DatasetExamples | None] | None = None,
 ) -> str:
-    """The report as one HTML string; ``priors`` supplies licence notes, ``settings`` a table of the run's settings."""
+    """The report as one HTML string; ``priors`` supplies licence notes, ``settings`` a table of the run's settings,
+    ``examples`` each comparison's dataset examples (None where there are none)."""
     if isinstance(comparisons, Comparison):
         comparisons = [comparisons]
     if not comparisons:
@@ -155,6 +208,9 @@ def html_report(
     titles = list(titles) if titles is not None else [c.objective for c in comparisons]
     if len(titles) != len(comparisons):
         raise ValueError(f"{len(titles)} titles for {len(comparisons)} comparisons")
+    examples = list(examples) if examples is not None else [None] * len(comparisons)
+    if len(examples) != len(comparisons):
+        raise ValueError(f"{len(examples)} dataset examples for {len(comparisons)} comparisons")
 
     shown = {result.prior for comparison in comparisons for result in comparison.results}
     licences = "".join(
@@ -162,23 +218,42 @@ def html_report(
         for info in priors
         if info.name in shown and info.licence
     )
-    settings_rows = "".join(
-        f"<tr><td>{html.escape(str(key))}</td><td>{html.escape(str(value))}</td></tr>"
-        for key, value in (settings or {}).items()
-    )
     glossary = "".join(
         f"<dt>{html.escape(key)}</dt><dd>{html.escape(text)}</dd>" for key, text in (metric_descriptions or {}).items()
     )
+    return _page(
+        heading,
+        _lead()
+        + _settings_table(settings)
+        + licences
+        + "".join(
+            _section(comparison, title, shown_examples)
+            for comparison, title, shown_examples in zip(comparisons, titles, examples, strict=True)
+        )
+        + (f'<h2>Metrics</h2><dl class="glossary">{glossary}</dl>' if glossary else ""),
+    )
+
+
+def examples_report(examples: DatasetExamples, settings: Mapping[str, object] | None = None) -> str:
+    """One unit's dataset examples as a page, self-contained like the comparison report."""
+    heading = f"priorviz: dataset examples of {examples.unit} on {examples.model}"
+    return _page(heading, _settings_table(settings) + examples_section(examples))
+
+
+def _settings_table(settings: Mapping[str, object] | None) -> str:
+    """The run's settings, and when the page was made."""
+    rows = "".join(
+        f"<tr><td>{html.escape(str(key))}</td><td>{html.escape(str(value))}</td></tr>"
+        for key, value in (settings or {}).items()
+    )
     created = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return f'<table class="settings">{rows}<tr><td>created</td><td>{created}</td></tr></table>'
+
+
+def _page(heading: str, body: str) -> str:
     return (
         "<!DOCTYPE html>\n"
         '<html lang="en"><head><meta charset="utf-8">'
         f"<title>{html.escape(heading)}</title><style>{_STYLE}</style></head><body>"
-        f"<h1>{html.escape(heading)}</h1>"
-        + _lead()
-        + f'<table class="settings">{settings_rows}<tr><td>created</td><td>{created}</td></tr></table>'
-        f"{licences}"
-        + "".join(_section(comparison, title) for comparison, title in zip(comparisons, titles, strict=True))
-        + (f'<h2>Metrics</h2><dl class="glossary">{glossary}</dl>' if glossary else "")
-        + "</body></html>\n"
+        f"<h1>{html.escape(heading)}</h1>{body}</body></html>\n"
     )

@@ -6,7 +6,7 @@ import io
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypedDict
+from typing import Any, TypedDict
 
 from PIL import Image
 
@@ -123,13 +123,18 @@ def render_settings(objective: Objective | str, options: RenderOptions) -> pb.Re
     for name in ("total_variation_weight", "l1_weight", "blur_sigma", "blur_every"):
         if name in options:
             setattr(settings.regularizers, name, options[name])
+    set_objective(settings, objective, "objective", "objective_text")
+    return settings
+
+
+def set_objective(message: Any, objective: Objective | str, tree_field: str, text_field: str) -> None:
+    """Put ``objective`` into a request ``message``: as its tree, or as its text form."""
     if isinstance(objective, Objective):
-        settings.objective.CopyFrom(objective_to_proto(objective))
+        getattr(message, tree_field).CopyFrom(objective_to_proto(objective))
     elif isinstance(objective, str) and objective.strip():
-        settings.objective_text = objective.strip()
+        setattr(message, text_field, objective.strip())
     else:
         raise ObjectiveError(f"expected an Objective or its text form, got {objective!r}")
-    return settings
 
 
 def input_image(image: ImageInput) -> pb.InputImage:

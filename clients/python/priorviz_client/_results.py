@@ -205,3 +205,61 @@ class Comparison:
             if result.prior == prior:
                 return result
         raise KeyError(f"no result for prior {prior!r}; the comparison has {[r.prior for r in self.results]}")
+
+
+@dataclass(frozen=True)
+class ReceptiveField:
+    """A layer's receptive field in the model's input pixels, measured by gradients on the server."""
+
+    size: int
+    """Side of the square around a position that holds 90% of the input gradient's mass: every crop's side."""
+    extent: int
+    """Side of the region where the gradient is not zero, cut to the image."""
+    image_size: int
+    """The model's input side: images are centre-cropped and resized to it."""
+
+
+@dataclass(frozen=True)
+class Example:
+    """One photograph of a ranking: the unit's value on it, and its most activating crop."""
+
+    name: str
+    """The set member's name, or ``images[i]`` for an upload."""
+    index: int
+    """Its place among the ranked images (the set's members in name order, or the uploads in order)."""
+    value: float
+    """The unit's value on the whole photograph."""
+    image: Image.Image
+    """The photograph as the model saw it: its centre square."""
+    crop: Image.Image
+    """The receptive field around the position where the unit is highest, at the photograph's own resolution."""
+    crop_value: float
+    """The unit's value at that position."""
+    position: tuple[int, int] | None
+    """(x, y) in the layer's feature map; None for a class."""
+    box: tuple[int, int, int]
+    """The crop as (left, top, side) in the model's input pixels."""
+
+
+@dataclass(frozen=True)
+class DatasetExamples:
+    """The photographs where one unit is highest and lowest (Olah et al. 2017)."""
+
+    model: str
+    unit: str
+    """The unit's text form as the server parsed it."""
+    layer: str
+    """The layer the unit reads ("logits" for a class)."""
+    image_set: str
+    """The image set ranked, or "" for uploaded images."""
+    image_count: int
+    top: tuple[Example, ...]
+    """The highest values, highest first."""
+    bottom: tuple[Example, ...]
+    """The lowest values, lowest first."""
+    receptive_field: ReceptiveField
+    stored: bool
+    """True when the server read the activations from its store instead of running the model."""
+    unreadable: tuple[str, ...]
+    """Members of the set that did not decode, left out."""
+    seconds: float
