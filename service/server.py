@@ -436,8 +436,12 @@ class PriorvizServer:
 def _job_details(spec: JobSpec | InversionSpec) -> dict[str, object]:
     """What the log says of an accepted job besides its priors and size."""
     if isinstance(spec, InversionSpec):
-        return {"layers": dict(spec.layers), "steps": spec.steps}
-    return {"objective": spec.objective.to_text()[:200], "steps": spec.config.steps, "batch": spec.batch}
+        return {"layers": dict(spec.layers), "steps": [prior.steps for prior in spec.priors]}
+    return {
+        "objective": spec.objective.to_text()[:200],
+        "steps": [prior.steps for prior in spec.priors],
+        "batch": spec.batch,
+    }
 
 
 def abort(context: grpc.ServicerContext, code: grpc.StatusCode, details: str) -> None:
