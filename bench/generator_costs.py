@@ -1,12 +1,14 @@
 """Seconds per render step of each generator kind a user brings in a folder, at its real config with random weights.
 
 Each model is built at the published config (biggan-deep-128/256, the ImageNet-64 UNet of
-openai/diffusers-cd_imagenet64_l2, DiT-XL-2-256 over the Stable Diffusion VAE), saved in its
-real on-disk layout in a scratch folder, registered with ``auto`` as a server would, and
-rendered on EfficientNet-Lite0 (``logit:1``, the standard transforms) for a few steps; the
-first step is left out as warm-up. Random weights give the cost and the shapes, not images.
+openai/diffusers-cd_imagenet64_l2, DiT-XL-2-256 over the Stable Diffusion VAE, the decoders of
+sd-vae-ft-mse, TAESD and the CompVis LDMs' VQ-f4), saved in its real on-disk layout in a
+scratch folder, registered with ``auto`` as a server would, and rendered on EfficientNet-Lite0
+(``logit:1``, the standard transforms) for a few steps; the first step is left out as warm-up.
+Random weights give the cost and the shapes, not images. Each row also gives the prior's
+declared default steps and the time they imply at each size (``priors.costs`` chooses them).
 
-    PYTHONPATH=. .venv/bin/python bench/generator_costs.py --threads 1 --steps 3 [--kinds biggan-deep-128 ...]
+    PYTHONPATH=. .venv/bin/python bench/generator_costs.py --threads 1 2 --steps 3 [--kinds biggan-deep-128 ...]
 """
 
 from __future__ import annotations
@@ -68,6 +70,18 @@ SD_VAE = {
 }
 """stabilityai/sd-vae-ft-mse (the VAE of DiT-XL-2-256)."""
 
+VQ_F4 = {
+    "block_out_channels": (128, 256, 512),
+    "down_block_types": ("DownEncoderBlock2D",) * 3,
+    "up_block_types": ("UpDecoderBlock2D",) * 3,
+    "layers_per_block": 2,
+    "latent_channels": 3,
+    "num_vq_embeddings": 8192,
+    "vq_embed_dim": 3,
+    "sample_size": 256,
+}
+"""The VQModel (f4) in the vqvae/ of the CompVis LDM pipelines, e.g. CompVis/ldm-celebahq-256."""
+
 DIT_XL_2_256 = {
     "num_attention_heads": 16,
     "attention_head_dim": 72,
@@ -109,12 +123,25 @@ def _dit_xl_2_256(folder: Path) -> Path:
     return folder
 
 
+def _decoder(model_class: str, config: dict) -> Callable[[Path], Path]:
+    def save(folder: Path) -> Path:
+        import diffusers
+
+        getattr(diffusers, model_class)(**config).save_pretrained(folder)
+        return folder
+
+    return save
+
+
 KINDS: dict[str, tuple[Callable[[Path], Path], dict[str, object]]] = {
     "biggan-deep-128": (_biggan(BIGGAN_DEEP_128), {}),
     "biggan-deep-256": (_biggan(BIGGAN_DEEP_256), {}),
     "unet (ImageNet-64 ADM, DDIM)": (_ddpm_imagenet64, {}),
     "consistency (cd_imagenet64_l2)": (_cd_imagenet64, {}),
     "latent_diffusion (DiT-XL-2-256 + SD VAE)": (_dit_xl_2_256, {}),
+    "autoencoder_kl (sd-vae-ft-mse)": (_decoder("AutoencoderKL", SD_VAE), {}),
+    "autoencoder_tiny (TAESD)": (_decoder("AutoencoderTiny", {}), {}),
+    "vq (CompVis VQ-f4)": (_decoder("VQModel", VQ_F4), {}),
 }
 
 
@@ -135,12 +162,11 @@ def seconds_per_step(name: str, size: int, steps: int, options: dict[str, object
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--threads", type=int, nargs="+", default=[1], help="torch thread counts to measure at")
     parser.add_argument("--steps", type=int, default=3, help="render steps per measurement (the first is warm-up)")
     parser.add_argument("--sizes", type=int, nargs="+", default=[128, 224])
     parser.add_argument("--kinds", nargs="+", default=list(KINDS), choices=list(KINDS))
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
     rows = []
     for kind in args.kinds:
         save, options = KINDS[kind]
@@ -155,21 +181,29 @@ def main() -> None:
             loaded = time.perf_counter() - loaded
             if info.unavailable_reason:
                 raise SystemExit(f"{kind}: {info.unavailable_reason}")
-            row = {"kind": kind, "latent_shape": info.latent_shape, "native": info.output_size,
-                   "build_and_save_s": round(saved, 1), "register_s": round(loaded, 1)}  # fmt: skip
-            for size in args.sizes:
-                seconds, shape = seconds_per_step(name, size, args.steps, options)
-                row[f"s_per_step_{size}"] = round(seconds, 2)
-                row[f"shape_{size}"] = shape
-            rows.append(row)
-            print(json.dumps(row), flush=True)
+            for threads in args.threads:
+                torch.set_num_threads(threads)
+                row = {"kind": kind, "threads": threads, "latent_shape": info.latent_shape,
+                       "native": info.output_size, "default_steps": info.default_steps,
+                       "build_and_save_s": round(saved, 1), "register_s": round(loaded, 1)}  # fmt: skip
+                for size in args.sizes:
+                    seconds, shape = seconds_per_step(name, size, args.steps, options)
+                    row[f"s_per_step_{size}"] = round(seconds, 2)
+                    row[f"default_job_s_{size}"] = round(seconds * info.default_steps)
+                    row[f"shape_{size}"] = shape
+                rows.append(row)
+                print(json.dumps(row), flush=True)
             unregister_prior(name)
             gc.collect()
-    print(f"\n| kind | latent | native px | s/step at {' | s/step at '.join(map(str, args.sizes))} |")
-    print("|---|---|---|" + "---|" * len(args.sizes))
+    per_size = " | ".join(f"s/step at {size} | default job at {size}" for size in args.sizes)
+    print(f"\n| kind | threads | latent | native px | default steps | {per_size} |")
+    print("|---|---|---|---|---|" + "---|---|" * len(args.sizes))
     for row in rows:
-        cells = " | ".join(str(row[f"s_per_step_{size}"]) for size in args.sizes)
-        print(f"| {row['kind']} | {'x'.join(map(str, row['latent_shape']))} | {row['native']} | {cells} |")
+        cells = " | ".join(f"{row[f's_per_step_{size}']} | {row[f'default_job_s_{size}']} s" for size in args.sizes)
+        print(
+            f"| {row['kind']} | {row['threads']} | {'x'.join(map(str, row['latent_shape']))} | {row['native'] or 'any'}"
+            f" | {row['default_steps']} | {cells} |"
+        )
 
 
 if __name__ == "__main__":

@@ -14,12 +14,17 @@ from __future__ import annotations
 import enum
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass
 
 import torch
 from torch import Tensor, nn
 
 from priors.options import Option, parse_options
+
+DEFAULT_STEPS = 512
+"""Render steps of a prior whose job is cheap enough for them (every built-in one)."""
+DEFAULT_LEARNING_RATE = 0.05
+"""Adam's rate for a parameterization that prefers no other."""
 
 
 class PriorKind(enum.Enum):
@@ -75,9 +80,9 @@ class Parameterization(nn.Module, ABC):
         transparency map); each shaped like ``forward()``'s output, (batch, 3, H, W) in [0, 1]. None by default."""
         return {}
 
-    def preferred_learning_rate(self) -> float | None:
-        """A learning rate that suits this space better than the loop's default, or None."""
-        return None
+    def preferred_learning_rate(self) -> float:
+        """Adam's rate in this space: what a job's learning rate 0 means (its ``PriorInfo.default_learning_rate``)."""
+        return DEFAULT_LEARNING_RATE
 
     def _device(self) -> torch.device:
         for tensor in [*self.parameters(), *self.buffers()]:
@@ -101,6 +106,24 @@ class PriorInfo:
     """The options a builder accepts, each with its type, range, default and meaning."""
     unavailable_reason: str = ""
     """Why a registered prior cannot be used here (a user's folder that failed to load); empty when it can."""
+    _: KW_ONLY
+    default_steps: int
+    """Render steps of a job that asks for none: as many as finish within about 5 minutes on a 2-core CPU at
+    ``default_image_size`` (see ``priors.costs``); 0 for an unavailable prior, whose cost is unknown."""
+    default_image_size: int
+    """The image side ``default_steps`` is planned for: the native side of a generator (which draws there and
+    resizes, so a step costs about the same at any requested size), else the side its job was timed at."""
+    default_learning_rate: float
+    """Adam's rate when a job gives none (the parameterization's ``preferred_learning_rate()``); 0 for a sampler
+    that steps itself (``owns_update``), which no rate affects."""
+
+    def __post_init__(self) -> None:
+        least = 0 if self.unavailable_reason else 1
+        if self.default_steps < least or self.default_image_size < least or self.default_learning_rate < 0:
+            raise ValueError(
+                f"prior {self.name!r}: default steps {self.default_steps}, image size {self.default_image_size} "
+                f"and learning rate {self.default_learning_rate} must be positive"
+            )
 
     def option_help(self) -> dict[str, str]:
         """Option name -> the one line that ListPriors shows."""

@@ -16,7 +16,8 @@ import math
 import torch
 from torch import Tensor, nn
 
-from priors.base import Parameterization, PriorInfo, PriorKind, register_prior
+from priors.base import DEFAULT_STEPS, Parameterization, PriorInfo, PriorKind, register_prior
+from priors.costs import ANY_SIZE_JOB_SIDE
 from priors.options import Option
 
 COORDINATE_EXTENT = math.sqrt(3.0)
@@ -86,6 +87,9 @@ class CppnImage(Parameterization):
             Option("layers", int, 8, "hidden layers", minimum=1, maximum=16),
             Option("hidden", int, 24, "channels per hidden layer", minimum=4, maximum=64),
         ),
+        default_steps=DEFAULT_STEPS,
+        default_image_size=ANY_SIZE_JOB_SIDE,
+        default_learning_rate=LEARNING_RATE,
     )
 )
 def build_cppn(

@@ -22,7 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from priors.base import Parameterization, PriorInfo, PriorKind, register_prior
+from priors.base import DEFAULT_STEPS, Parameterization, PriorInfo, PriorKind, register_prior
+from priors.costs import ANY_SIZE_JOB_SIDE
 from priors.options import Option
 
 NOISE_CHANNELS = 8
@@ -155,6 +156,9 @@ class DeepImagePrior(Parameterization):
             Option("depth", int, 5, "hourglass levels (images need 2^(depth+1) pixels a side)", minimum=1, maximum=6),
             Option("channels", int, 16, "channels at the top level (doubled twice going down)", minimum=4, maximum=64),
         ),
+        default_steps=DEFAULT_STEPS,
+        default_image_size=ANY_SIZE_JOB_SIDE,
+        default_learning_rate=LEARNING_RATE,
     )
 )
 def build_deep_image_prior(

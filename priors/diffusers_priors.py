@@ -15,7 +15,8 @@ from typing import Any
 
 import torch
 
-from priors.base import Parameterization, PriorInfo, PriorKind, register_prior
+from priors.base import DEFAULT_STEPS, Parameterization, PriorInfo, PriorKind, register_prior
+from priors.costs import ANY_SIZE_JOB_SIDE, default_steps
 from priors.decoder import (
     DECODER_KINDS,
     DECODER_OPTIONS,
@@ -24,10 +25,12 @@ from priors.decoder import (
     decoder_config,
     latent_shape,
 )
+from priors.decoder import LEARNING_RATE as DECODER_LEARNING_RATE
 from priors.decoder import PIPELINE_SUBFOLDERS as DECODER_SUBFOLDERS
 from priors.diffusers_loading import DiffusersModelError, resolve_source
 from priors.diffusion import (
     CLASS_LABEL_OPTION,
+    DEFAULT_SAMPLING_STEPS,
     DIFFUSION_OPTIONS,
     build_diffusion_prior,
     class_count,
@@ -83,6 +86,9 @@ def register_diffusers_prior(
             latent_shape=(3, side, side),
             licence=licence,
             options=(*DIFFUSION_OPTIONS, CLASS_LABEL_OPTION) if classes else DIFFUSION_OPTIONS,
+            default_steps=default_steps(kind, side, most=DEFAULT_SAMPLING_STEPS),
+            default_image_size=side,
+            default_learning_rate=0.0,
         )
         availability = functools.partial(_still_there, source, "UNet2DModel", UNET_SUBFOLDERS, allow_download)
 
@@ -114,6 +120,9 @@ def register_diffusers_prior(
             latent_shape=shape,
             licence=licence,
             options=DECODER_OPTIONS,
+            default_steps=default_steps(kind, ANY_SIZE_JOB_SIDE, most=DEFAULT_STEPS),
+            default_image_size=ANY_SIZE_JOB_SIDE,
+            default_learning_rate=DECODER_LEARNING_RATE,
         )
         class_name = decoder_class(kind).__name__
         availability = functools.partial(_still_there, source, class_name, DECODER_SUBFOLDERS, allow_download)

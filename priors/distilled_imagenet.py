@@ -32,7 +32,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 from torch import Tensor, nn
 
-from priors.base import PriorInfo, PriorKind, register_prior
+from priors.base import DEFAULT_STEPS, PriorInfo, PriorKind, register_prior
 from priors.latent import LatentImage
 from priors.options import Option
 
@@ -277,7 +277,7 @@ def _device_of(module: nn.Module) -> torch.device:
         kind=PriorKind.LEARNED,
         description="latent z and class code of a class-conditional ImageNet generator that priorviz trained from "
         "EfficientNet-Lite0 alone (128x128, resized bilinearly)",
-        output_size=128,
+        output_size=GeneratorConfig().output_side,
         latent_shape=(GeneratorConfig().latent_size,),
         licence=LICENCE,
         options=(
@@ -298,6 +298,9 @@ def _device_of(module: nn.Module) -> torch.device:
                 maximum=1000.0,
             ),
         ),
+        default_steps=DEFAULT_STEPS,
+        default_image_size=GeneratorConfig().output_side,
+        default_learning_rate=LEARNING_RATE,
     ),
     available=distilled_weights_available,
 )

@@ -18,6 +18,7 @@ from typing import Any
 import torch
 
 from priors.base import (
+    DEFAULT_STEPS,
     Parameterization,
     PriorBuilder,
     PriorInfo,
@@ -29,18 +30,22 @@ from priors.base import (
     unregister_prior,
 )
 from priors.biggan import BIGGAN_OPTIONS, CONFIG_KEYS, LICENCE, biggan_config, build_biggan_prior
+from priors.biggan import LEARNING_RATE as BIGGAN_LEARNING_RATE
+from priors.consistency import LEARNING_RATE as CONSISTENCY_LEARNING_RATE
 from priors.consistency import (
     SCHEDULER_CLASS,
     build_consistency_prior,
     consistency_config,
     consistency_options,
 )
+from priors.costs import default_steps
 from priors.decoder import DECODER_KINDS
 from priors.diffusers_priors import DIFFUSION_KIND, register_diffusers_prior
 from priors.diffusion import class_count, native_side
 from priors.latent_diffusion import (
     AUTOENCODERS,
     DENOISERS,
+    MAX_DEFAULT_SAMPLING_STEPS,
     build_latent_diffusion_prior,
     latent_diffusion_options,
     latent_side,
@@ -157,6 +162,9 @@ def _biggan(name: str, folder: str, licence: str) -> tuple[PriorInfo, PriorBuild
         latent_shape=(int(config["z_dim"]),),
         licence=licence or LICENCE,
         options=BIGGAN_OPTIONS,
+        default_steps=default_steps(BIGGAN_KIND, side, most=DEFAULT_STEPS),
+        default_image_size=side,
+        default_learning_rate=BIGGAN_LEARNING_RATE,
     )
     return info, functools.partial(build_biggan_prior, folder)
 
@@ -173,6 +181,9 @@ def _consistency(name: str, folder: str, licence: str) -> tuple[PriorInfo, Prior
         latent_shape=(int(config.get("in_channels", 3)), side, side),  # type: ignore[call-overload]
         licence=licence,
         options=consistency_options(config),
+        default_steps=default_steps(CONSISTENCY_KIND, side, most=DEFAULT_STEPS),
+        default_image_size=side,
+        default_learning_rate=CONSISTENCY_LEARNING_RATE,
     )
     return info, functools.partial(build_consistency_prior, folder)
 
@@ -180,6 +191,7 @@ def _consistency(name: str, folder: str, licence: str) -> tuple[PriorInfo, Prior
 def _latent_diffusion(name: str, folder: str, licence: str) -> tuple[PriorInfo, PriorBuilder]:
     denoiser, denoiser_config, autoencoder, *_ = pipeline_parts(folder)
     side, latent = output_side(folder), latent_side(denoiser_config)
+    steps = default_steps(LATENT_DIFFUSION_KIND, side, most=MAX_DEFAULT_SAMPLING_STEPS)
     info = PriorInfo(
         name=name,
         kind=PriorKind.LEARNED,
@@ -188,7 +200,10 @@ def _latent_diffusion(name: str, folder: str, licence: str) -> tuple[PriorInfo, 
         output_size=side,
         latent_shape=(int(denoiser_config["in_channels"]), latent, latent),
         licence=licence,
-        options=latent_diffusion_options(folder),
+        options=latent_diffusion_options(folder, sampling_steps=steps),
+        default_steps=steps,
+        default_image_size=side,
+        default_learning_rate=0.0,
     )
     return info, functools.partial(build_latent_diffusion_prior, folder)
 
@@ -200,6 +215,9 @@ def _register_unavailable(name: str, kind: str, folder: str, error: str) -> Prio
         kind=PriorKind.LEARNED,
         description=f"{kind} generator at {folder}",
         unavailable_reason=reason,
+        default_steps=0,
+        default_image_size=0,
+        default_learning_rate=0.0,
     )
 
     def build(batch: int, height: int, width: int, **_: Any) -> Parameterization:

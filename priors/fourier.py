@@ -11,8 +11,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from priors.base import Parameterization, PriorInfo, PriorKind, register_prior
+from priors.base import DEFAULT_LEARNING_RATE, DEFAULT_STEPS, Parameterization, PriorInfo, PriorKind, register_prior
 from priors.color import from_valid_rgb, to_valid_rgb
+from priors.costs import ANY_SIZE_JOB_SIDE
 from priors.options import Option
 
 INIT_STD = 0.01
@@ -74,6 +75,9 @@ class FourierImage(Parameterization):
             Option("decay_power", float, 1.0, "exponent of the 1/f scaling", minimum=0.0, maximum=4.0),
             Option("decorrelate", bool, True, "decorrelate colours"),
         ),
+        default_steps=DEFAULT_STEPS,
+        default_image_size=ANY_SIZE_JOB_SIDE,
+        default_learning_rate=DEFAULT_LEARNING_RATE,
     )
 )
 def build_fourier(

@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from priors.base import PriorInfo, PriorKind, register_prior
+from priors.base import DEFAULT_STEPS, PriorInfo, PriorKind, register_prior
 from priors.latent import LatentImage
 from priors.options import Option
 
@@ -155,6 +155,9 @@ class GanLatentImage(LatentImage):
                 maximum=1000.0,
             ),
         ),
+        default_steps=DEFAULT_STEPS,
+        default_image_size=OUTPUT_SIDE,
+        default_learning_rate=LEARNING_RATE,
     ),
     available=face_gan_available,
 )

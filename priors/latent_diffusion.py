@@ -5,11 +5,11 @@ The folder is a diffusers pipeline: a denoiser (``unet/``, a ``UNet2DModel``, or
 (``vae/``, an ``AutoencoderKL``, or ``vqvae/``, a ``VQModel`` as in the CompVis LDMs) and
 ``scheduler/``. Sampling runs in the latent with diffusers' ``DDIMScheduler`` built from the
 saved scheduler config; guidance acts on the decoded image. At every render step the
-denoiser predicts the clean latent, the decoder draws it, the classifier sees the drawing and
-the loop back-propagates through the decoder to the clean latent; ``update()`` moves the
-clean latent down the gradient (normalized per image, scaled by the noise level as in
-``priors.diffusion``), re-expresses the model output for that latent under the scheduler's
-``prediction_type`` and takes ``DDIMScheduler.step`` (so its clipping and thresholding apply).
+denoiser predicts the clean latent (the scheduler's estimate, clipped or thresholded as its
+config says), the decoder draws it, the classifier sees the drawing and the loop
+back-propagates through the decoder to the clean latent; ``update()`` moves the clean latent
+down the gradient and takes ``DDIMScheduler.step`` from it, as ``priors.guided_ddim`` describes
+(shared with the pixel prior, ``priors.diffusion``).
 
 One render step is one sampling step: after ``sampling_steps`` render steps the latent is
 clean and later steps change nothing; a job with fewer steps ends on the clean latent
@@ -20,7 +20,7 @@ DiT) draws the objective's class, else ``class_label`` (a random class per image
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,13 +32,15 @@ from priors.base import Parameterization
 from priors.decoder import upsampling_factor
 from priors.diffusers_loading import DiffusersModelError, load_diffusers_model
 from priors.diffusion import CLASS_LABEL_OPTION, RANDOM_CLASS
+from priors.guided_ddim import MAX_SAMPLING_STEPS, GuidedDdim
 from priors.options import Option
 
 DENOISERS = {"unet": "UNet2DModel", "transformer": "DiTTransformer2DModel"}
 AUTOENCODERS = {"vae": "AutoencoderKL", "vqvae": "VQModel"}
-DEFAULT_SAMPLING_STEPS = 25
+MAX_DEFAULT_SAMPLING_STEPS = 50
+"""A folder's default sampling steps, which are also its default render steps, are as many as fit the CPU budget
+(``priors.costs``), up to this."""
 DEFAULT_GUIDANCE_SCALE = 0.5
-MAX_SAMPLING_STEPS = 1000
 
 
 def _config(path: Path) -> dict:
@@ -115,23 +117,18 @@ class LatentDiffusionImage(Parameterization):
         generator: torch.Generator,
         denoiser: Any,
         decoder: Any,
-        scheduler: Any,
+        scheduler_config: Mapping[str, Any],
         classes: int,
-        sampling_steps: int = DEFAULT_SAMPLING_STEPS,
+        sampling_steps: int,
         guidance_scale: float = DEFAULT_GUIDANCE_SCALE,
         class_label: int = RANDOM_CLASS,
     ) -> None:
         super().__init__(batch, height, width)
-        if not 1 <= sampling_steps <= scheduler.config.num_train_timesteps:
-            raise ValueError(
-                f"sampling_steps must be within 1..{scheduler.config.num_train_timesteps}, got {sampling_steps}"
-            )
         if class_label != RANDOM_CLASS and not 0 <= class_label < classes:
             raise ValueError(f"class_label {class_label} is not a label of this model ({classes} classes)")
+        self.ddim = GuidedDdim(scheduler_config, sampling_steps, guidance_scale)
         self._frozen = (denoiser, decoder)  # shared between jobs: not submodules
-        self.scheduler, self.classes, self.guidance_scale = scheduler, classes, float(guidance_scale)
-        scheduler.set_timesteps(sampling_steps)
-        self.timesteps = list(scheduler.timesteps)
+        self.classes = classes
         config = dict(denoiser.config)
         side = latent_side(config)
         self.latent_channels = int(config["in_channels"])
@@ -143,6 +140,7 @@ class LatentDiffusionImage(Parameterization):
             labels = torch.full((batch,), class_label)
         self.register_buffer("labels", labels)
         self.position = 0
+        self._raw: Tensor | None = None
         self._clean: Tensor | None = None
 
     @property
@@ -155,7 +153,7 @@ class LatentDiffusionImage(Parameterization):
 
     @property
     def finished(self) -> bool:
-        return self.position >= len(self.timesteps)
+        return self.position >= len(self.ddim)
 
     def start_at_classes(self, classes: Sequence[int | None]) -> None:
         """A class-conditional denoiser draws each image as its objective's class (others keep their label)."""
@@ -168,39 +166,22 @@ class LatentDiffusionImage(Parameterization):
                 raise ValueError(f"class {target} is not a label of this model ({self.classes} classes)")
             self.labels[index] = target
 
-    def _alpha_bar(self) -> Tensor:
-        return self.scheduler.alphas_cumprod[int(self.timesteps[self.position])].float()
-
     @torch.no_grad()
-    def _model_output(self) -> Tensor:
-        timestep = self.timesteps[self.position]
+    def _estimates(self) -> tuple[Tensor, Tensor]:
+        """The scheduler's clean-latent estimates at the current level, before and after its clipping."""
+        timesteps = torch.full(
+            (self.batch,), self.ddim.timesteps[self.position], device=self.noisy.device, dtype=torch.long
+        )
         labels = self.labels if self.classes else None
-        timesteps = timestep.to(self.noisy.device).expand(self.batch)  # a UNet keeps 1-d timesteps where they are
         output = self.denoiser(self.noisy, timesteps, class_labels=labels).sample
-        return output[:, : self.latent_channels].float()  # a DiT that learned its variance returns it after the mean
-
-    def _clean_from(self, output: Tensor) -> Tensor:
-        alpha_bar = self._alpha_bar()
-        keep, drop = alpha_bar.sqrt(), (1 - alpha_bar).sqrt()
-        kind = self.scheduler.config.prediction_type
-        if kind == "epsilon":
-            return (self.noisy - drop * output) / keep
-        if kind == "sample":
-            return output
-        if kind == "v_prediction":
-            return keep * self.noisy - drop * output
-        raise ValueError(f"unsupported prediction_type {kind!r}")
-
-    def _output_for(self, clean: Tensor) -> Tensor:
-        """The model output that, under the scheduler's prediction_type, names ``clean`` as the clean latent."""
-        alpha_bar = self._alpha_bar()
-        keep, drop = alpha_bar.sqrt(), (1 - alpha_bar).sqrt()
-        noise = (self.noisy - keep * clean) / drop
-        kind = self.scheduler.config.prediction_type
-        return {"epsilon": noise, "sample": clean, "v_prediction": keep * noise - drop * clean}[kind]
+        output = output[:, : self.latent_channels].float()  # a DiT that learned its variance returns it after the mean
+        return self.ddim.estimates(output, self.position, self.noisy)
 
     def forward(self) -> Tensor:
-        clean = self.noisy if self.finished else self._clean_from(self._model_output())
+        if self.finished:
+            clean = self.noisy
+        else:
+            self._raw, clean = self._estimates()
         self._clean = clean.detach().requires_grad_(True)
         images = (self.decoder.decode(self._clean / self.scaling_factor).sample.float() + 1.0) / 2.0
         if images.shape[-2:] != (self.height, self.width):
@@ -209,45 +190,37 @@ class LatentDiffusionImage(Parameterization):
 
     @torch.no_grad()
     def update(self, step: int, total_steps: int) -> None:
-        if self.finished or self._clean is None:
+        if self.finished or self._clean is None or self._raw is None:
             return
-        clean, gradient = self._clean.detach(), self._clean.grad
-        if gradient is not None and self.guidance_scale > 0:
-            rms = gradient.flatten(1).pow(2).mean(dim=1).sqrt().clamp(min=1e-12).view(-1, 1, 1, 1)
-            clean = clean - self.guidance_scale * (1 - self._alpha_bar()).sqrt() * gradient / rms
-        timestep = self.timesteps[self.position]
-        self.noisy = self.scheduler.step(self._output_for(clean), timestep, self.noisy).prev_sample
+        guided = self.ddim.guide(self._clean.detach(), self._clean.grad, self.position)
+        self.noisy = self.ddim.advance(self.noisy, self._raw, guided, self.position, self.position + 1)
         self.position += 1
-        self._clean = None
+        self._clean = self._raw = None
 
 
-LATENT_DIFFUSION_OPTIONS = (
-    Option(
-        "sampling_steps",
-        int,
-        DEFAULT_SAMPLING_STEPS,
-        "DDIM steps from noise to latent, one per render step (fewer render steps end on the predicted clean latent)",
-        minimum=1,
-        maximum=MAX_SAMPLING_STEPS,
-    ),
-    Option(
-        "guidance_scale",
-        float,
-        DEFAULT_GUIDANCE_SCALE,
-        "strength of the objective's pull on the predicted clean latent",
-        minimum=0.0,
-        maximum=1000.0,
-    ),
+GUIDANCE_OPTION = Option(
+    "guidance_scale",
+    float,
+    DEFAULT_GUIDANCE_SCALE,
+    "strength of the objective's pull on the predicted clean latent",
+    minimum=0.0,
+    maximum=1000.0,
 )
 
 
-def latent_diffusion_options(source: str | Path) -> tuple[Option, ...]:
+def latent_diffusion_options(source: str | Path, *, sampling_steps: int) -> tuple[Option, ...]:
+    """The folder's options; ``sampling_steps`` defaults to the prior's default render steps, one level each."""
     denoiser, denoiser_config, *_ = pipeline_parts(source)
-    return (
-        (*LATENT_DIFFUSION_OPTIONS, CLASS_LABEL_OPTION)
-        if class_count(denoiser, denoiser_config)
-        else LATENT_DIFFUSION_OPTIONS
+    steps = Option(
+        "sampling_steps",
+        int,
+        sampling_steps,
+        "DDIM steps from noise to latent, one per render step (fewer render steps end on the predicted clean latent)",
+        minimum=1,
+        maximum=MAX_SAMPLING_STEPS,
     )
+    options = (steps, GUIDANCE_OPTION)
+    return (*options, CLASS_LABEL_OPTION) if class_count(denoiser, denoiser_config) else options
 
 
 def output_side(source: str | Path) -> int:
@@ -265,7 +238,7 @@ def build_latent_diffusion_prior(
     *,
     generator: torch.Generator,
     device: torch.device,
-    sampling_steps: int = DEFAULT_SAMPLING_STEPS,
+    sampling_steps: int,
     guidance_scale: float = DEFAULT_GUIDANCE_SCALE,
     class_label: int = RANDOM_CLASS,
 ) -> LatentDiffusionImage:
@@ -285,7 +258,7 @@ def build_latent_diffusion_prior(
         generator=generator,
         denoiser=denoiser,
         decoder=decoder,
-        scheduler=diffusers.DDIMScheduler.from_config(scheduler_config),
+        scheduler_config=scheduler_config,
         classes=class_count(denoiser_name, denoiser_config),
         sampling_steps=sampling_steps,
         guidance_scale=guidance_scale,

@@ -27,8 +27,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from priors.base import Parameterization, PriorInfo, PriorKind, register_prior
+from priors.base import DEFAULT_STEPS, Parameterization, PriorInfo, PriorKind, register_prior
 from priors.color import to_valid_rgb
+from priors.costs import ANY_SIZE_JOB_SIDE
 
 SPECTRUM_PATH = Path(__file__).with_name("data") / "maco_spectrum.npy"
 STANDARDIZE_EPS = 1e-4
@@ -125,6 +126,9 @@ class MacoImage(Parameterization):
         kind=PriorKind.UNCONSTRAINED,
         description="MACO: only the Fourier phase is optimized, the amplitude is fixed to photographs' mean spectrum "
         "(not learned: a template computed from 24 embedded photographs); extra image: transparency",
+        default_steps=DEFAULT_STEPS,
+        default_image_size=ANY_SIZE_JOB_SIDE,
+        default_learning_rate=LEARNING_RATE,
     )
 )
 def build_maco(batch: int, height: int, width: int, *, generator: torch.Generator, device: torch.device) -> MacoImage:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from priors.base import Parameterization, PriorInfo, PriorKind, register_prior
+from priors.base import DEFAULT_LEARNING_RATE, DEFAULT_STEPS, Parameterization, PriorInfo, PriorKind, register_prior
 from priors.color import from_valid_rgb, to_valid_rgb
+from priors.costs import ANY_SIZE_JOB_SIDE
 from priors.options import Option
 
 INIT_STD = 0.01
@@ -44,6 +45,9 @@ class PixelImage(Parameterization):
         kind=PriorKind.UNCONSTRAINED,
         description="raw pixels through a sigmoid, optionally in decorrelated colour",
         options=(Option("decorrelate", bool, True, "decorrelate colours"),),
+        default_steps=DEFAULT_STEPS,
+        default_image_size=ANY_SIZE_JOB_SIDE,
+        default_learning_rate=DEFAULT_LEARNING_RATE,
     )
 )
 def build_pixel(

@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 
 from priors import PriorKind, list_priors
+from priors.base import prior_info
 from priorviz.images import Cell, contact_sheet, to_pil
 from priorviz.models import LOGITS, default_model_name, get_model
 from priorviz.objectives import ClassLogit, ClassProbability, Objective, parse_objective
@@ -39,7 +40,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--objective", action="append", help=f"objective text, repeatable (default: {', '.join(DEFAULT_OBJECTIVES)})"
     )
     parser.add_argument("--prior", action="append", help="prior name, repeatable (default: fourier + learned priors)")
-    parser.add_argument("--steps", type=int, default=512)
+    parser.add_argument("--steps", type=int, default=None, help="optimization steps (default: each prior's own)")
     parser.add_argument("--size", type=int, default=None, help="image side (default: the model's input size)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default=None, help="cpu, cuda, ... (default: CUDA when present)")
@@ -72,12 +73,13 @@ def main(argv: list[str] | None = None) -> int:
                         file=sys.stderr,
                     )
 
+            steps = args.steps or prior_info(prior).default_steps
             result = render(
                 model,
                 objective,
                 prior,
                 size=args.size,
-                config=RenderConfig(steps=args.steps, seed=args.seed),
+                config=RenderConfig(steps=steps, seed=args.seed),
                 progress=report,
             )
             index = class_index(objective)
@@ -86,6 +88,7 @@ def main(argv: list[str] | None = None) -> int:
                 "objective": objective.to_text(),
                 "prior": prior,
                 "value": result.values.item(),
+                "steps": steps,
                 "seconds": round(result.seconds, 2),
             }
             if index is not None:
@@ -103,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     ]
     contact_sheet(rows, titles, priors).save(args.out / "contact_sheet.png")
     (args.out / "summary.json").write_text(
-        json.dumps({"model": model.name, "steps": args.steps, "seed": args.seed, "results": summary}, indent=2)
+        json.dumps({"model": model.name, "seed": args.seed, "results": summary}, indent=2)
     )
     print(f"wrote {args.out / 'contact_sheet.png'} and {args.out / 'summary.json'}")
     return 0

@@ -121,7 +121,7 @@ def invert(
     trainable = [p for p in param.parameters() if p.requires_grad]
     if not trainable or param.owns_update:
         raise InvalidInputError(f"{type(param).__name__} cannot be inverted into by gradient descent", field="prior")
-    rate = learning_rate or param.preferred_learning_rate() or 0.05
+    rate = learning_rate or param.preferred_learning_rate()
     optimizer = torch.optim.Adam(trainable, lr=rate)
     snapshots = set(snapshot_steps)
     errors: list[Tensor] = []

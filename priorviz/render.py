@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, replace
 import torch
 from torch import Tensor
 
-from priors.base import Parameterization, PriorNotFoundError, get_prior
+from priors.base import DEFAULT_STEPS, Parameterization, PriorNotFoundError, get_prior
 from priorviz.errors import CancelledError, ComputationError, InvalidInputError, NotFoundError, clip_text
 from priorviz.metrics import target_classes
 from priorviz.models import get_model
@@ -34,9 +34,6 @@ from priorviz.regularizers import gaussian_blur, image_penalty
 from priorviz.seeding import make_generator
 from priorviz.transforms import Transform, standard_transforms
 
-DEFAULT_LEARNING_RATE = 0.05
-DEFAULT_STEPS = 512
-
 
 class RenderCancelled(CancelledError):
     """The job was asked to stop; ``step`` is the last step that completed."""
@@ -50,7 +47,7 @@ class RenderCancelled(CancelledError):
 class RenderConfig:
     steps: int = DEFAULT_STEPS
     learning_rate: float | None = None
-    """None: the parameterization's preferred rate, else 0.05."""
+    """None: the parameterization's own (``preferred_learning_rate()``, its prior's declared default)."""
     seed: int = 0
     transforms: Transform = field(default_factory=standard_transforms)
     snapshot_steps: Sequence[int] = ()
@@ -140,7 +137,7 @@ def start_from_images(param: Parameterization, images: Tensor, fit_steps: int = 
     trainable = [p for p in param.parameters() if p.requires_grad]
     if not trainable or param.owns_update:
         raise InvalidInputError(f"{type(param).__name__} cannot start from an image", field="init_image")
-    optimizer = torch.optim.Adam(trainable, lr=param.preferred_learning_rate() or DEFAULT_LEARNING_RATE)
+    optimizer = torch.optim.Adam(trainable, lr=param.preferred_learning_rate())
     for _ in range(fit_steps):
         optimizer.zero_grad(set_to_none=True)
         loss = (param() - images).pow(2).mean() + param.regularization()
@@ -205,7 +202,7 @@ def render(
             f"{type(param).__name__} cannot be blurred in place (no exact inverse); the blur needs pixel or fourier",
             field="blur_sigma",
         )
-    learning_rate = config.learning_rate or param.preferred_learning_rate() or DEFAULT_LEARNING_RATE
+    learning_rate = config.learning_rate or param.preferred_learning_rate()
     trainable = [p for p in param.parameters() if p.requires_grad]
     if not trainable and not param.owns_update:
         raise InvalidInputError(f"{type(param).__name__} has no trainable parameters", field="prior")

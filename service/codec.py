@@ -187,7 +187,7 @@ def visualize_result(spec: JobSpec, result: PriorResult) -> pb.VisualizeResult:
         traces=[pb.Trace(values=column.tolist()) for column in rendered.trace.T],
         image_metrics=[pb.ImageMetrics(values=values) for values in panel.per_image],
         batch_metrics=panel.batch,
-        steps=spec.config.steps,
+        steps=prior.steps,
         seed=spec.config.seed,
         render_seconds=rendered.seconds,
         metrics_seconds=result.metrics_seconds,
@@ -252,6 +252,9 @@ def prior_description(info: PriorInfo, available: bool) -> pb.PriorInfo:
         options=info.option_help(),
         available=available,
         unavailable_reason="" if available else info.unavailable_reason or "its model is not installed on this server",
+        default_steps=info.default_steps,
+        default_image_size=info.default_image_size,
+        default_learning_rate=info.default_learning_rate,
     )
 
 
@@ -318,6 +321,7 @@ def invert_result(spec: InversionSpec, event: InversionJobResult) -> pb.InvertRe
                 metrics=pb.ImageMetrics(values=result.panel.per_image[0]),
                 render_seconds=inversion.seconds,
                 metrics_seconds=result.metrics_seconds,
+                steps=prior.steps,
             )
         )
     target = event.results[0].inversion.target[0]

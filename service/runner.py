@@ -105,7 +105,7 @@ def run_job(
     for index in range(len(spec.priors)):
         rendered = _render(spec, index, emit, should_stop, on_step)
         if should_stop():
-            raise RenderCancelled(spec.config.steps)
+            raise RenderCancelled(spec.priors[index].steps)
         results.append(_measure(spec, index, rendered, transform_samples))
     emit(JobResult(tuple(results)))
 
@@ -127,7 +127,7 @@ def _render(spec: JobSpec, index: int, emit: EmitEvent, should_stop: StopCheck, 
             prior.name,
             batch=spec.batch,
             size=spec.size,
-            config=spec.config,
+            config=spec.prior_config(index),
             prior_options=dict(prior.options),
             regularizer=spec.regularizer,
             progress=observed,
@@ -214,7 +214,7 @@ def run_inversion(
                 spec.layers,
                 prior.name,
                 size=spec.size,
-                steps=spec.steps,
+                steps=prior.steps,
                 learning_rate=spec.learning_rate,
                 seed=spec.seed,
                 total_variation_weight=spec.total_variation_weight,

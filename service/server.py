@@ -483,8 +483,12 @@ def _job_details(spec: JobSpec | InversionSpec | ExamplesSpec) -> dict[str, obje
         return {"unit": spec.unit.to_text()[:200], "images": images, "k": spec.k}
     priors = {"priors": [prior.name for prior in spec.priors], "size": spec.size}
     if isinstance(spec, InversionSpec):
-        return priors | {"layers": dict(spec.layers), "steps": spec.steps}
-    return priors | {"objective": spec.objective.to_text()[:200], "steps": spec.config.steps, "batch": spec.batch}
+        return priors | {"layers": dict(spec.layers), "steps": [prior.steps for prior in spec.priors]}
+    return priors | {
+        "objective": spec.objective.to_text()[:200],
+        "steps": [prior.steps for prior in spec.priors],
+        "batch": spec.batch,
+    }
 
 
 def abort(context: grpc.ServicerContext, code: grpc.StatusCode, details: str) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from torch import Tensor
 
@@ -23,7 +23,7 @@ from priorviz.image_input import ImageSet, decode_image, load_named_image, offer
 from priorviz.inversion import DEFAULT_INVERSION_STEPS, resize_photograph
 from priorviz.models.target import TargetModel
 from priorviz.objectives import Objective, Term, leaves, reference_layers, validate_term
-from priorviz.render import DEFAULT_STEPS, RenderConfig
+from priorviz.render import RenderConfig
 from priorviz.statistics import BatchNormStatisticsPrior
 from priorviz.transforms import (
     LUCID_SCALES,
@@ -138,6 +138,8 @@ class PriorRun:
     name: str
     kind: PriorKind
     options: Mapping[str, object]
+    steps: int
+    """The request's steps, or where it gave none (0) the prior's own default."""
     name_field: str = "prior"
     """The request field the prior's name came from, for error messages."""
     options_field: str = "prior_options"
@@ -153,6 +155,7 @@ class JobSpec:
     batch: int
     size: int
     config: RenderConfig
+    """The job's settings; its steps are the longest prior's (``prior_config`` gives each prior its own)."""
     priors: tuple[PriorRun, ...]
     regularizer: Term | None = None
     """The statistics prior, when the request gives it a weight."""
@@ -161,7 +164,13 @@ class JobSpec:
 
     @property
     def total_steps(self) -> int:
-        return self.config.steps * len(self.priors)
+        return sum(prior.steps for prior in self.priors)
+
+    def prior_config(self, index: int) -> RenderConfig:
+        """The settings of prior ``index``'s run: its own steps, and the previews within them."""
+        steps = self.priors[index].steps
+        previews = tuple(step for step in self.config.snapshot_steps if step <= steps)
+        return replace(self.config, steps=steps, snapshot_steps=previews)
 
 
 ModelLoader = Callable[[str], TargetModel]
@@ -196,21 +205,20 @@ def check_request(
         raise InvalidInputError(
             f"at most {limits.max_compare_priors} priors, got {len(request.priors)}", field="priors"
         )
+    check_steps(request.steps, limits, "settings.steps")
     if request.priors:
-        priors = [check_prior(prior) for prior in request.priors]
+        priors = [check_prior(prior, request.steps, limits.max_steps) for prior in request.priors]
     else:
         # The default is every prior this server's operator offers, so the per-request limit does not cut it.
-        priors = [check_prior(PriorRequest(name, {}, "priors", "priors")) for name in default_compare_priors()]
+        priors = [
+            check_prior(PriorRequest(name, {}, "priors", "priors"), request.steps, limits.max_steps)
+            for name in default_compare_priors()
+        ]
+    steps = max(prior.steps for prior in priors)
 
     batch = request.batch or 1
     if not 1 <= batch <= limits.max_batch:
         raise InvalidInputError(f"must be within 1..{limits.max_batch}, got {request.batch}", field="settings.batch")
-    steps = request.steps or DEFAULT_STEPS
-    if not 1 <= steps <= limits.max_steps:
-        raise InvalidInputError(
-            f"must be within 1..{limits.max_steps} (0: the default {DEFAULT_STEPS}), got {request.steps}",
-            field="settings.steps",
-        )
     learning_rate = request.learning_rate
     if not (learning_rate == 0 or MIN_LEARNING_RATE <= learning_rate <= MAX_LEARNING_RATE):
         raise InvalidInputError(
@@ -364,8 +372,17 @@ def known_priors() -> dict[str, tuple[PriorInfo, bool]]:
     return {info.name: (info, info.name in available) for info in list_priors(only_available=False)}
 
 
-def check_prior(prior: PriorRequest) -> PriorRun:
-    """A known, available prior with options it accepts, parsed."""
+def check_steps(steps: int, limits: Limits, field: str) -> None:
+    """A request's steps: 0 (each prior's own default) or within the limit."""
+    if steps != 0 and not 1 <= steps <= limits.max_steps:
+        raise InvalidInputError(
+            f"must be 0 (each prior's default) or within 1..{limits.max_steps}, got {steps}", field=field
+        )
+
+
+def check_prior(prior: PriorRequest, steps: int, most_default_steps: int) -> PriorRun:
+    """A known, available prior with options it accepts, parsed, and its steps: ``steps`` (already checked), or
+    for 0 the prior's declared default, at most ``most_default_steps``."""
     if not prior.name:
         raise InvalidInputError("a prior name is required", field=prior.name_field)
     priors = known_priors()
@@ -383,7 +400,8 @@ def check_prior(prior: PriorRequest) -> PriorRun:
         parsed = info.parse_options(prior.options)
     except OptionError as error:
         raise InvalidInputError(f"prior {prior.name!r}: {error}", field=prior.options_field) from None
-    return PriorRun(prior.name, info.kind, parsed, prior.name_field, prior.options_field)
+    steps = steps or min(info.default_steps, most_default_steps)
+    return PriorRun(prior.name, info.kind, parsed, steps, prior.name_field, prior.options_field)
 
 
 def default_compare_priors() -> list[str]:
@@ -426,7 +444,6 @@ class InversionSpec:
     layers: Mapping[str, float]
     priors: tuple[PriorRun, ...]
     size: int
-    steps: int
     learning_rate: float | None
     seed: int
     preview_steps: tuple[int, ...]
@@ -434,8 +451,13 @@ class InversionSpec:
     transforms: Transform
 
     @property
+    def steps(self) -> int:
+        """The longest prior's steps (they differ when the request left steps to each prior's default)."""
+        return max(prior.steps for prior in self.priors)
+
+    @property
     def total_steps(self) -> int:
-        return self.steps * len(self.priors)
+        return sum(prior.steps for prior in self.priors)
 
 
 def check_image(request: ImageRequest, limits: Limits, image_sets: Mapping[str, ImageSet]) -> Tensor:
@@ -462,10 +484,11 @@ def check_invert(
         raise InvalidInputError(
             f"at most {limits.max_compare_priors} priors, got {len(request.priors)}", field="priors"
         )
-    priors = [check_prior(prior) for prior in request.priors or (PriorRequest("fourier", {}, "priors", "priors"),)]
-    steps = request.steps or DEFAULT_INVERSION_STEPS
-    if not 1 <= steps <= limits.max_steps:
-        raise InvalidInputError(f"must be within 1..{limits.max_steps}, got {request.steps}", field="steps")
+    check_steps(request.steps, limits, "steps")
+    most = min(DEFAULT_INVERSION_STEPS, limits.max_steps)
+    chosen = request.priors or (PriorRequest("fourier", {}, "priors", "priors"),)
+    priors = [check_prior(prior, request.steps, most) for prior in chosen]
+    steps = max(prior.steps for prior in priors)
     rate = request.learning_rate
     if not (rate == 0 or MIN_LEARNING_RATE <= rate <= MAX_LEARNING_RATE):
         raise InvalidInputError(
@@ -507,7 +530,6 @@ def check_invert(
         layers=layers,
         priors=tuple(priors),
         size=size,
-        steps=steps,
         learning_rate=rate or None,
         seed=request.seed,
         preview_steps=tuple(sorted(set(request.preview_steps))),

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 import torch
 
+from priors import list_priors, unregister_prior
 from priorviz.models import TargetModel, get_model
 
 
@@ -22,3 +25,13 @@ def lite1() -> TargetModel:
 def _fixed_threads() -> None:
     """Bit-for-bit reproducibility on one machine assumes a fixed thread count."""
     torch.set_num_threads(2)
+
+
+@pytest.fixture
+def forget_registered_priors() -> Iterator[None]:
+    """Priors a test registers point at temporary folders: drop them so later tests see the built-in set."""
+    before = {info.name for info in list_priors(only_available=False)}
+    yield
+    for info in list_priors(only_available=False):
+        if info.name not in before:
+            unregister_prior(info.name)

@@ -76,7 +76,9 @@ def test_listing_commands(server: PriorvizServer) -> None:
     layers = run_cli(server, "layers", "efficientnet_lite0")
     assert re.search(r"^blocks\.10\s+112\s+14x14$", layers.stdout, re.MULTILINE), layers.stdout
     priors = run_cli(server, "priors")
-    assert re.search(r"^fourier\s+unconstrained", priors.stdout, re.MULTILINE), priors.stdout
+    assert re.search(r"^PRIOR\s+KIND\s+SIZE\s+STEPS\s+AT PX\s+LR\s+AVAILABLE", priors.stdout), priors.stdout
+    assert re.search(r"^fourier\s+unconstrained\s+any\s+512\s+224\s+0\.05\s+yes", priors.stdout, re.MULTILINE)
+    assert re.search(r"^maco\s+unconstrained\s+any\s+512\s+224\s+0\.2\s+yes", priors.stdout, re.MULTILINE)
     health = run_cli(server, "health")
     assert (health.returncode, health.stdout.strip()) == (0, "SERVING")
 

@@ -97,6 +97,8 @@ def test_listings_describe_the_embedded_defaults(client: Client) -> None:
     assert info.layers[0].name == "stem"
     priors = client.priors()
     assert priors[0].name == "fourier" and priors[0].kind is PriorKind.UNCONSTRAINED
+    defaults = (priors[0].default_steps, priors[0].default_image_size, priors[0].default_learning_rate)
+    assert defaults == (512, 224, pytest.approx(0.05))
     assert {"objective", "robustness", "spectral_slope"} <= set(client.metric_descriptions())
 
 

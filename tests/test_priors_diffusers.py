@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import torch
 
-from priors import PriorKind, get_prior, list_priors, unregister_prior
+from priors import PriorKind, get_prior, list_priors
 from priors.decoder import DecoderLatentImage, build_decoder_prior
 from priors.diffusers_loading import DiffusersModelError
 from priors.diffusers_priors import register_diffusers_prior
@@ -24,14 +23,7 @@ SIDE = 64
 OBJECTIVE = ClassLogit(836)
 
 
-@pytest.fixture(autouse=True)
-def _forget_registered_priors() -> Iterator[None]:
-    """Priors registered here point at temporary directories: drop them so later tests see the built-in set."""
-    before = {info.name for info in list_priors(only_available=False)}
-    yield
-    for info in list_priors(only_available=False):
-        if info.name not in before:
-            unregister_prior(info.name)
+pytestmark = pytest.mark.usefixtures("forget_registered_priors")
 
 
 def unique(name: str) -> str:
@@ -91,7 +83,8 @@ def save_vq_pipeline(directory: Path) -> Path:
     return directory
 
 
-def save_ddpm_pipeline(directory: Path) -> Path:
+def save_ddpm_pipeline(directory: Path, scheduler: object | None = None) -> Path:
+    """A tiny unconditional UNet in a DDPM pipeline folder, with ``scheduler`` (default: DDPM's, 100 steps)."""
     from diffusers import DDPMPipeline, DDPMScheduler, UNet2DModel
 
     torch.manual_seed(0)
@@ -105,7 +98,7 @@ def save_ddpm_pipeline(directory: Path) -> Path:
         up_block_types=("UpBlock2D", "UpBlock2D"),
         norm_num_groups=4,
     )
-    DDPMPipeline(unet=unet, scheduler=DDPMScheduler(num_train_timesteps=100)).save_pretrained(directory)
+    DDPMPipeline(unet=unet, scheduler=scheduler or DDPMScheduler(num_train_timesteps=100)).save_pretrained(directory)
     return directory
 
 
@@ -183,6 +176,50 @@ def test_sampling_reaches_the_clean_end_whatever_the_number_of_render_steps(
     render(lite0, OBJECTIVE, prior, size=32, config=RenderConfig(steps=render_steps, transforms=NO_TRANSFORMS))
     assert prior.finished
     assert float(prior.noisy.abs().max()) <= 1.0  # the final sample is a clean image in [-1, 1]
+
+
+CLIPPED_SCHEDULERS = {
+    "clip_sample_range 0.5": ({"clip_sample": True, "clip_sample_range": 0.5}, 0.5),
+    "thresholding, v-prediction": (
+        {
+            "clip_sample": False,
+            "thresholding": True,
+            "sample_max_value": 2.0,
+            "prediction_type": "v_prediction",
+        },
+        1.0,  # thresholding divides by the clamped quantile, so the range is [-1, 1]
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CLIPPED_SCHEDULERS))
+def test_guided_diffusion_samples_with_the_scheduler_s_own_step(case: str, tmp_path: Path, lite0: TargetModel) -> None:
+    """Unguided, the sample is the one DDIMScheduler.step gives; guided or not, clean images keep to its range."""
+    from diffusers import DDIMScheduler
+
+    settings, bound = CLIPPED_SCHEDULERS[case]
+    folder = save_ddpm_pipeline(tmp_path / "ddpm", DDIMScheduler(num_train_timesteps=100, **settings))
+    info = register_diffusers_prior(unique("clipped"), folder, "unet")
+    levels = 5
+    config = RenderConfig(steps=levels, transforms=NO_TRANSFORMS, snapshot_steps=tuple(range(1, levels + 1)))
+    for scale in (0.0, 4.0):
+        prior = get_prior(
+            info.name, 2, 32, 32, generator=make_generator(3), sampling_steps=levels, guidance_scale=scale
+        )
+        assert isinstance(prior, GuidedDiffusionImage)
+        sample = prior.noisy.clone()
+        result = render(lite0, OBJECTIVE, prior, size=32, config=config)
+        shown = torch.stack(list(result.snapshots.values())) * 2 - 1  # the predicted clean images the model saw
+        assert float(shown.abs().max()) <= bound + 1e-5
+        assert prior.finished and float(prior.noisy.abs().max()) <= bound + 1e-5
+        if scale == 0.0:
+            scheduler = DDIMScheduler.from_pretrained(folder, subfolder="scheduler")
+            scheduler.set_timesteps(levels)
+            with torch.no_grad():
+                for timestep in scheduler.timesteps:
+                    output = prior.unet(sample, torch.full((2,), int(timestep)), class_labels=None).sample
+                    sample = scheduler.step(output, timestep, sample).prev_sample
+            torch.testing.assert_close(prior.noisy, sample, atol=1e-5, rtol=1e-4)
 
 
 def test_missing_directory_is_a_clear_error(tmp_path: Path) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import re
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,7 +18,7 @@ from generator_folders import (
     save_vq_ldm_pipeline,
 )
 
-from priors import PriorNotFoundError, get_prior, list_priors, unregister_prior
+from priors import PriorNotFoundError, get_prior, list_priors
 from priors.biggan import BigGanLatentImage
 from priors.consistency import ConsistencyImage
 from priors.diffusion import GuidedDiffusionImage
@@ -33,13 +32,7 @@ from priorviz.transforms import NO_TRANSFORMS
 SIDE = 64
 
 
-@pytest.fixture(autouse=True)
-def _forget_registered_priors() -> Iterator[None]:
-    before = {info.name for info in list_priors(only_available=False)}
-    yield
-    for info in list_priors(only_available=False):
-        if info.name not in before:
-            unregister_prior(info.name)
+pytestmark = pytest.mark.usefixtures("forget_registered_priors")
 
 
 def unique(name: str) -> str:

@@ -38,6 +38,7 @@ INVALID = [
     ("settings.learning_rate", visualize(learning_rate=-0.1)),
     ("settings.preview_steps", visualize(steps=5, preview_steps=[6])),
     ("settings.preview_steps", visualize(steps=5, preview_steps=[1, 2, 3])),
+    ("settings.preview_steps", visualize(steps=0, preview_steps=[51])),  # past fourier's default, cut to 50
     ("settings.transforms", visualize(transforms=7)),
     ("settings.statistics_prior_weight", visualize(statistics_prior_weight=-1.0)),
     ("settings.statistics_prior_weight", visualize(statistics_prior_weight=float("inf"))),

@@ -395,9 +395,15 @@ class _GoesNaN(Parameterization):
 @pytest.fixture
 def nan_prior():
     name = "test_goes_nan"
-    register_prior(PriorInfo(name, PriorKind.UNCONSTRAINED, "turns NaN after one step"))(
-        lambda batch, height, width, *, generator, device: _GoesNaN(batch, height, width).to(device)
+    info = PriorInfo(
+        name,
+        PriorKind.UNCONSTRAINED,
+        "turns NaN after one step",
+        default_steps=4,
+        default_image_size=64,
+        default_learning_rate=0.05,
     )
+    register_prior(info)(lambda batch, height, width, *, generator, device: _GoesNaN(batch, height, width).to(device))
     yield name
     unregister_prior(name)
 

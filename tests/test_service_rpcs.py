@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import uuid
+from collections.abc import Iterator
 
 import grpc
 import pytest
@@ -13,7 +14,8 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from PIL import Image
 from service_fixtures import SMALL, result_of, running_server, server_config, settings, stub_for, visualize
 
-from priors.base import PriorKind, list_priors
+from priors.base import PriorInfo, PriorKind, list_priors, register_prior, unregister_prior
+from priors.pixel import PixelImage
 from priorviz.metrics import METRIC_DESCRIPTIONS
 from service import healthcheck, validation
 from service._proto.priorviz.v1 import priorviz_pb2 as pb
@@ -60,6 +62,65 @@ def test_list_priors_matches_the_registry(stub) -> None:
         expected = pb.PRIOR_KIND_LEARNED if info.kind == PriorKind.LEARNED else pb.PRIOR_KIND_UNCONSTRAINED
         assert listed[info.name].kind == expected and listed[info.name].available
     assert dict(response.metric_descriptions) == METRIC_DESCRIPTIONS
+
+
+def test_list_priors_shows_each_prior_s_declared_defaults(stub) -> None:
+    listed = {prior.name: prior for prior in stub.ListPriors(pb.ListPriorsRequest()).priors}
+    for info in list_priors():
+        shown = listed[info.name]
+        declared = (info.default_steps, info.default_image_size, info.default_learning_rate)
+        assert (shown.default_steps, shown.default_image_size, shown.default_learning_rate) == declared
+    assert (listed["fourier"].default_steps, listed["fourier"].default_image_size) == (512, 224)
+    assert listed["fourier"].default_learning_rate == pytest.approx(0.05)
+    assert listed["maco"].default_learning_rate == pytest.approx(0.2)
+    assert listed["cppn"].default_learning_rate == pytest.approx(0.005)
+
+
+@pytest.fixture
+def short_priors() -> Iterator[tuple[str, str]]:
+    """Two priors (raw pixels) that declare 2 and 4 default steps."""
+    names = []
+    for steps in (2, 4):
+        name = f"pixels_{steps}_steps_{uuid.uuid4().hex[:6]}"
+        info = PriorInfo(
+            name,
+            PriorKind.UNCONSTRAINED,
+            f"raw pixels, {steps} steps by default",
+            default_steps=steps,
+            default_image_size=SMALL,
+            default_learning_rate=0.05,
+        )
+        register_prior(info)(
+            lambda batch, height, width, *, generator, device: PixelImage(batch, height, width, generator=generator)
+        )
+        names.append(name)
+    yield names[0], names[1]
+    for name in names:
+        unregister_prior(name)
+
+
+def test_a_request_without_steps_runs_each_prior_s_own_default(stub, short_priors: tuple[str, str]) -> None:
+    two, four = short_priors
+    events = list(stub.Visualize(visualize("blocks.5:3", prior=two, steps=0)))
+    progress = [event.progress for event in events if event.WhichOneof("event") == "progress"]
+    assert [(p.step, p.total_steps) for p in progress] == [(1, 2), (2, 2)]
+    result = events[-1].result
+    assert result.steps == 2 and [len(trace.values) for trace in result.traces] == [2]
+
+    priors = [pb.PriorChoice(name=two), pb.PriorChoice(name=four)]
+    events = list(stub.Compare(pb.CompareRequest(settings=settings(steps=0, preview_steps=[3]), priors=priors)))
+    compared = events[-1].result.results
+    assert [(item.steps, len(item.traces[0].values)) for item in compared] == [(2, 2), (4, 4)]
+    previews = [(event.preview.prior, event.preview.preview.step) for event in events if event.preview.prior]
+    assert previews == [(four, 3)]  # the two-step prior never reaches step 3
+    given = result_of(stub.Compare(pb.CompareRequest(settings=settings(steps=3), priors=priors))).results
+    assert [item.steps for item in given] == [3, 3]
+
+    image = pb.InputImage(named="imagenet_samples/chelsea")
+    invert = pb.InvertRequest(image=image, layers=[pb.WeightedLayer(layer="blocks.5")], priors=priors, image_size=SMALL)
+    inverted = next(event.result for event in stub.Invert(invert) if event.WhichOneof("event") == "result")
+    assert [(item.steps, len(item.relative_errors)) for item in inverted.inversions] == [(2, 2), (4, 4)]
+    assert inverted.steps == 4
 
 
 def test_visualize_streams_queue_progress_previews_then_one_result(stub) -> None:

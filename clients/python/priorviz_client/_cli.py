@@ -63,7 +63,7 @@ def _steps_list(text: str) -> list[int]:
 def _add_render_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("render options (left out: the server's defaults)")
     group.add_argument("--model", help="target model (default: the server's default model)")
-    group.add_argument("--steps", type=int, help="optimization steps (server default: 512 for Fourier)")
+    group.add_argument("--steps", type=int, help="optimization steps (default: each prior's own; see `priors`)")
     group.add_argument("--size", type=int, help="image side in pixels (default: the model's input size)")
     group.add_argument("--batch", type=int, default=1, help="images per objective (default 1)")
     group.add_argument("--seed", type=int, default=0, help="seed of every random draw (default 0)")
@@ -232,7 +232,9 @@ def _add_invert_parser(commands: Any) -> None:
     invert.add_argument("--out", type=Path, required=True, help="folder for the results")
     group = invert.add_argument_group("inversion options (left out: the server's defaults)")
     group.add_argument("--model", help="target model (default: the server's default model)")
-    group.add_argument("--steps", type=int, help="optimization steps per prior (server default 128)")
+    group.add_argument(
+        "--steps", type=int, help="optimization steps per prior (default: each prior's own, at most 128)"
+    )
     group.add_argument("--size", type=int, help="image side in pixels (default: the model's input size)")
     group.add_argument("--seed", type=int, default=0, help="seed of every random draw (default 0)")
     group.add_argument("--learning-rate", type=float, help="Adam learning rate (default: the prior's preferred)")
@@ -420,12 +422,15 @@ def _priors(client: Client, args: argparse.Namespace) -> int:
                 p.name,
                 p.kind.value,
                 p.output_size or "any",
+                p.default_steps or "-",
+                p.default_image_size or "-",
+                f"{p.default_learning_rate:g}" if p.default_learning_rate else "-",
                 "yes" if p.available else f"no: {p.unavailable_reason}",
                 p.licence or "-",
             )
             for p in priors
         ]
-        _print_table(rows, ("PRIOR", "KIND", "SIZE", "AVAILABLE", "LICENCE"))
+        _print_table(rows, ("PRIOR", "KIND", "SIZE", "STEPS", "AT PX", "LR", "AVAILABLE", "LICENCE"))
     return 0
 
 

@@ -69,6 +69,9 @@ def prior_info(message: pb.PriorInfo) -> PriorInfo:
         options=frozen_mapping(message.options),
         available=message.available,
         unavailable_reason=message.unavailable_reason,
+        default_steps=message.default_steps,
+        default_image_size=message.default_image_size,
+        default_learning_rate=message.default_learning_rate,
     )
 
 

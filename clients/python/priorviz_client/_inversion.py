@@ -31,7 +31,7 @@ class InvertOptions(TypedDict, total=False):
     size: int
     """Side of the square images (default: the model's input size); the photograph is centre-cropped to it."""
     steps: int
-    """Optimization steps per prior (default 128)."""
+    """Optimization steps per prior (default: each prior's own ``PriorInfo.default_steps``, at most 128)."""
     learning_rate: float
     seed: int
     preview_steps: Iterable[int]
@@ -55,6 +55,8 @@ class Inversion:
     metrics: Mapping[str, float]
     render_seconds: float
     metrics_seconds: float
+    steps: int = 0
+    """Steps this prior ran."""
     previews: Mapping[int, Image.Image] = field(default_factory=frozen_mapping)
 
 
@@ -67,6 +69,7 @@ class Inversions:
     layers: Mapping[str, float]
     results: tuple[Inversion, ...]
     steps: int
+    """Steps per prior: the most any prior ran when they ran their own defaults (see ``Inversion.steps``)."""
     seed: int
 
     def __getitem__(self, prior: str) -> Inversion:
@@ -137,6 +140,7 @@ class InvertEvents:
                     metrics=frozen_mapping(result.metrics.values),
                     render_seconds=result.render_seconds,
                     metrics_seconds=result.metrics_seconds,
+                    steps=result.steps,
                     previews=frozen_mapping(self.previews.get(result.prior, {})),
                 )
                 for result in message.inversions
@@ -206,6 +210,7 @@ def save_inversions(out: Path, inversions: Inversions, settings: Mapping[str, ob
                 "image": path.name,
                 "final_relative_error": result.final_relative_error,
                 "relative_errors": list(result.relative_errors),
+                "steps": result.steps,
                 "metrics": dict(result.metrics),
                 "render_seconds": result.render_seconds,
             }
@@ -234,15 +239,15 @@ def _html(record: Mapping[str, Any]) -> str:
         figures.append(
             f'<figure><img src="{html.escape(inversion["image"])}" width="192">'
             f"<figcaption>{html.escape(inversion['prior'])} ({inversion['prior_kind']}): relative error "
-            f"{inversion['final_relative_error']:.3f}</figcaption><table>{rows}</table></figure>"
+            f"{inversion['final_relative_error']:.3f} after {inversion['steps']} steps</figcaption>"
+            f"<table>{rows}</table></figure>"
         )
     return (
         "<!doctype html><meta charset='utf-8'><title>priorviz inversion</title>"
         "<style>body{font-family:sans-serif}figure{display:inline-block;vertical-align:top;margin:8px}"
         "td{font-size:12px;padding-right:8px}</style>"
         f"<h1>Feature inversion on {html.escape(record['model'])}</h1>"
-        f"<p>Layers: {html.escape(layers)}; {record['steps']} steps per prior, seed {record['seed']}.</p>"
-        + "".join(figures)
+        f"<p>Layers: {html.escape(layers)}; seed {record['seed']}.</p>" + "".join(figures)
     )
 
 

@@ -71,9 +71,9 @@ class RenderOptions(TypedDict, total=False):
     size: int
     """Side of the square images in pixels (default: the model's input size)."""
     steps: int
-    """Optimization steps (default: the server's, 512 for Fourier)."""
+    """Optimization steps (default: each prior's own, ``PriorInfo.default_steps``)."""
     learning_rate: float
-    """Adam's learning rate (default: the prior's preferred rate, else 0.05)."""
+    """Adam's learning rate (default: each prior's own, ``PriorInfo.default_learning_rate``)."""
     seed: int
     """Seed of every random draw; equal seeds give equal images on one server machine (default 0)."""
     preview_steps: Sequence[int]

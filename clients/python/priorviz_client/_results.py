@@ -105,6 +105,14 @@ class PriorInfo:
     available: bool
     unavailable_reason: str = ""
     """Why an unavailable prior cannot be used on that server; empty when available."""
+    default_steps: int = 0
+    """Steps a job runs when it gives none: as many as finish within about 5 minutes on a 2-core CPU at
+    ``default_image_size`` (0: unknown, for an unavailable prior)."""
+    default_image_size: int = 0
+    """The side ``default_steps`` is planned for: a generator's native side, else where its default job was timed
+    (leaving ``size`` out still means the model's input size)."""
+    default_learning_rate: float = 0.0
+    """Adam's rate when a job gives none (0 for a diffusion sampler, which uses none)."""
 
 
 @dataclass(frozen=True)
