@@ -1,9 +1,12 @@
-"""Shared fixtures: the embedded models are built once per test session."""
+"""Shared fixtures: the embedded models are built once per test session; client tests run against both clients."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 import torch
+from blocking_async import Connect, connections
 
 from priorviz.models import TargetModel, get_model
 
@@ -22,3 +25,9 @@ def lite1() -> TargetModel:
 def _fixed_threads() -> None:
     """Bit-for-bit reproducibility on one machine assumes a fixed thread count."""
     torch.set_num_threads(2)
+
+
+@pytest.fixture(scope="module", params=["Client", "AsyncClient"])
+def connect(request: pytest.FixtureRequest) -> Iterator[Connect]:
+    """Opens a client: each test that asks for it runs once with ``Client`` and once with ``AsyncClient``."""
+    yield from connections(request.param)
