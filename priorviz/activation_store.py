@@ -178,7 +178,7 @@ class ActivationStore:
             index.execute("UPDATE entries SET last_used = ? WHERE key = ?", (time.time(), key))
         shape = tuple(json.loads(row[0]))
         try:
-            array = np.memmap(path, dtype=DTYPE, mode="c", shape=shape) if shape[0] else np.zeros(shape, DTYPE)
+            array = np.memmap(path, dtype=DTYPE, mode="c", shape=shape)
         except (OSError, ValueError):  # removed or cut short behind the index's back: as if never stored
             with self._index() as index:
                 index.execute("DELETE FROM entries WHERE key = ?", (key,))
@@ -209,7 +209,8 @@ class ActivationStore:
                 "INSERT OR REPLACE INTO entries VALUES (?, ?, ?, ?, ?)",
                 (key, json.dumps(shape), json.dumps(writer.meta), size, time.time()),
             )
-        self.writes += 1
+        with self._lock:
+            self.writes += 1
         self._evict(keep=key)
 
     def _evict(self, keep: str) -> None:

@@ -11,12 +11,14 @@ import asyncio
 import inspect
 import threading
 from collections.abc import Callable, Coroutine, Iterator
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
-from priorviz_client import AsyncJob
+from priorviz_client import AsyncClient, AsyncJob, Client
 
 T = TypeVar("T")
 _END = object()
+Connect = Callable[..., Client]
+"""Opens a client: ``Client`` itself, or an ``AsyncClient`` behind the same blocking surface."""
 
 
 class EventLoopThread:
@@ -92,3 +94,13 @@ async def _next(events: Any) -> Any:
         return await events.__anext__()
     except StopAsyncIteration:
         return _END
+
+
+def connections(kind: str) -> Iterator[Connect]:
+    """``Client``, or (``kind`` "AsyncClient") a factory of AsyncClients driven through ``Blocking`` while in use."""
+    if kind == "Client":
+        yield Client
+        return
+    with EventLoopThread() as loop:
+        # Blocking is no Client subclass, but it answers to every name of Client's surface.
+        yield cast(Connect, lambda *args, **kwargs: Blocking.create(loop, AsyncClient, *args, **kwargs))

@@ -1,4 +1,4 @@
-"""Shared fixtures: the embedded models are built once per test session."""
+"""Shared fixtures: the embedded models are built once per test session; client tests run against both clients."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 import torch
+from blocking_async import Connect, connections
 
 from priors import list_priors, unregister_prior
 from priorviz.models import TargetModel, get_model
@@ -35,3 +36,9 @@ def forget_registered_priors() -> Iterator[None]:
     for info in list_priors(only_available=False):
         if info.name not in before:
             unregister_prior(info.name)
+
+
+@pytest.fixture(scope="module", params=["Client", "AsyncClient"])
+def connect(request: pytest.FixtureRequest) -> Iterator[Connect]:
+    """Opens a client: each test that asks for it runs once with ``Client`` and once with ``AsyncClient``."""
+    yield from connections(request.param)

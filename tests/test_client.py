@@ -15,10 +15,9 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import cast
 
 import pytest
-from blocking_async import Blocking, EventLoopThread
+from blocking_async import Connect
 from client_server import SIDE, free_port, loopback_config, serving
 
 from priorviz_client import (
@@ -46,19 +45,6 @@ from service.server import PriorvizServer
 
 LONG = 2000
 """Steps of a job that would run for minutes: it only ends early if cancellation works."""
-
-Connect = Callable[..., Client]
-"""Opens a client: ``Client`` itself, or an ``AsyncClient`` behind the same blocking surface."""
-
-
-@pytest.fixture(scope="module", params=["Client", "AsyncClient"])
-def connect(request: pytest.FixtureRequest) -> Iterator[Connect]:
-    if request.param == "Client":
-        yield Client
-        return
-    with EventLoopThread() as loop:
-        # Blocking is no Client subclass, but it answers to every name of Client's surface.
-        yield cast(Connect, lambda *args, **kwargs: Blocking.create(loop, AsyncClient, *args, **kwargs))
 
 
 @pytest.fixture(scope="module")

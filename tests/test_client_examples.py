@@ -4,20 +4,18 @@ server on loopback; the compare report with its dataset examples in headless Chr
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import cast
 
 import headless_chromium
 import numpy as np
 import pytest
-from blocking_async import Blocking, EventLoopThread
+from blocking_async import Connect
 from client_server import SIDE, loopback_config, serving
 from headless_chromium import difference, framed_regions
 from PIL import Image
 
 from priorviz_client import (
-    AsyncClient,
     Client,
     DatasetExamples,
     InvalidArgumentError,
@@ -29,17 +27,6 @@ from priorviz_client import (
 from priorviz_client._cli import main
 from priorviz_client._report import EXAMPLE_COLOUR, EXAMPLE_SIZE, FRAME_WIDTH
 from service.server import PriorvizServer
-
-Connect = Callable[..., Client]
-
-
-@pytest.fixture(scope="module", params=["Client", "AsyncClient"])
-def connect(request: pytest.FixtureRequest) -> Iterator[Connect]:
-    if request.param == "Client":
-        yield Client
-        return
-    with EventLoopThread() as loop:
-        yield cast(Connect, lambda *args, **kwargs: Blocking.create(loop, AsyncClient, *args, **kwargs))
 
 
 @pytest.fixture(scope="module")

@@ -5,17 +5,15 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import cast
 
 import pytest
-from blocking_async import Blocking, EventLoopThread
+from blocking_async import Connect
 from client_server import SIDE, serving
 from PIL import Image
 
 from priorviz_client import (
-    AsyncClient,
     Client,
     InvalidArgumentError,
     Inversions,
@@ -32,16 +30,6 @@ from priorviz_client._requests import render_settings
 from service.server import PriorvizServer
 
 STEPS = 16
-Connect = Callable[..., Client]
-
-
-@pytest.fixture(scope="module", params=["Client", "AsyncClient"])
-def connect(request: pytest.FixtureRequest) -> Iterator[Connect]:
-    if request.param == "Client":
-        yield Client
-        return
-    with EventLoopThread() as loop:
-        yield cast(Connect, lambda *args, **kwargs: Blocking.create(loop, AsyncClient, *args, **kwargs))
 
 
 @pytest.fixture(scope="module")
