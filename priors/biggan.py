@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import math
 import pickle
-import threading
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -29,6 +28,7 @@ from torch import Tensor, nn
 from torch.nn.utils import spectral_norm
 
 from priors.base import PriorNotFoundError
+from priors.frozen_models import FrozenModels
 from priors.latent import LatentImage
 from priors.options import Option
 
@@ -216,31 +216,30 @@ def biggan_config(source: str | Path) -> dict:
     return {**CONFIG_DEFAULTS, **config}
 
 
-_loaded: dict[tuple[str, str], BigGAN] = {}
-_loading = threading.Lock()
+_generators: FrozenModels[BigGAN] = FrozenModels()
 
 
 def load_biggan(source: str | Path, device: torch.device | str = "cpu") -> BigGAN:
     """The frozen generator in ``source``, its weights loaded strictly; loaded once per device and shared."""
     location = str(Path(source).resolve())
-    key = (location, str(torch.device(device)))
-    with _loading:
-        if key not in _loaded:
-            config = biggan_config(source)
-            weights = Path(location) / WEIGHTS_FILE
-            if not weights.is_file():
-                raise BigGanFolderError(source, f"no {WEIGHTS_FILE}")
-            try:
-                state = torch.load(weights, map_location="cpu", weights_only=True)
-            except (OSError, RuntimeError, ValueError, EOFError, pickle.UnpicklingError) as error:
-                raise BigGanFolderError(source, f"unreadable {WEIGHTS_FILE} ({error})") from None
-            model = BigGAN(config)
-            try:
-                model.load_state_dict(state, strict=True)
-            except RuntimeError as error:
-                raise BigGanFolderError(source, f"{WEIGHTS_FILE} does not match {CONFIG_FILE}: {error}") from None
-            _loaded[key] = model.to(device).eval().requires_grad_(False)
-        return _loaded[key]
+
+    def load() -> BigGAN:
+        config = biggan_config(source)
+        weights = Path(location) / WEIGHTS_FILE
+        if not weights.is_file():
+            raise BigGanFolderError(source, f"no {WEIGHTS_FILE}")
+        try:
+            state = torch.load(weights, map_location="cpu", weights_only=True)
+        except (OSError, RuntimeError, ValueError, EOFError, pickle.UnpicklingError) as error:
+            raise BigGanFolderError(source, f"unreadable {WEIGHTS_FILE} ({error})") from None
+        model = BigGAN(config)
+        try:
+            model.load_state_dict(state, strict=True)
+        except RuntimeError as error:
+            raise BigGanFolderError(source, f"{WEIGHTS_FILE} does not match {CONFIG_FILE}: {error}") from None
+        return model
+
+    return _generators.get((location, str(torch.device(device))), load, device)
 
 
 class BigGanLatentImage(LatentImage):

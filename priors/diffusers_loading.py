@@ -10,7 +10,6 @@ passes ``allow_download=True``. Anything missing or of the wrong kind raises
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -18,6 +17,7 @@ import torch
 from torch import nn
 
 from priors.base import PriorNotFoundError
+from priors.frozen_models import FrozenModels
 
 CONFIG_FILE = "config.json"
 
@@ -78,8 +78,7 @@ def resolve_source(
     raise DiffusersModelError(text, f"no {class_name} found{how}")
 
 
-_loaded: dict[tuple[str, str, str | None, str, torch.dtype], nn.Module] = {}
-_loading = threading.Lock()
+_models: FrozenModels[nn.Module] = FrozenModels()
 
 
 def load_diffusers_model(
@@ -93,21 +92,20 @@ def load_diffusers_model(
 ) -> nn.Module:
     """A frozen, eval-mode ``model_class`` from ``source``, loaded once per device and shared by jobs."""
     location, subfolder = resolve_source(source, model_class.__name__, subfolders, allow_download=allow_download)
-    key = (model_class.__name__, location, subfolder, str(device), dtype)
-    with _loading:
-        if key not in _loaded:
-            try:
-                model = model_class.from_pretrained(  # type: ignore[attr-defined]
-                    location,
-                    subfolder=subfolder,
-                    local_files_only=not allow_download,
-                    torch_dtype=dtype,
-                    low_cpu_mem_usage=False,
-                )
-            except (OSError, ValueError, RuntimeError, KeyError) as error:
-                raise DiffusersModelError(source, f"cannot be loaded as {model_class.__name__}: {error}") from error
-            _loaded[key] = model.to(device).eval().requires_grad_(False)
-        return _loaded[key]
+
+    def load() -> nn.Module:
+        try:
+            return model_class.from_pretrained(  # type: ignore[attr-defined]
+                location,
+                subfolder=subfolder,
+                local_files_only=not allow_download,
+                torch_dtype=dtype,
+                low_cpu_mem_usage=False,
+            )
+        except (OSError, ValueError, RuntimeError, KeyError) as error:
+            raise DiffusersModelError(source, f"cannot be loaded as {model_class.__name__}: {error}") from error
+
+    return _models.get((model_class.__name__, location, subfolder, str(device), dtype), load, device)
 
 
 def load_diffusers_config(

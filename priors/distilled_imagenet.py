@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +32,7 @@ from safetensors.torch import load_file
 from torch import Tensor, nn
 
 from priors.base import DEFAULT_STEPS, PriorInfo, PriorKind, register_prior
+from priors.frozen_models import FrozenModels
 from priors.latent import LatentImage
 from priors.options import Option
 
@@ -177,30 +177,27 @@ def distilled_weights_available() -> bool:
     return WEIGHTS_PATH.is_file()
 
 
-_loaded: dict[tuple[str, torch.dtype], DistilledGenerator] = {}
-_loading = threading.Lock()
+_generators: FrozenModels[DistilledGenerator] = FrozenModels()
 
 
 def load_distilled_generator(
     device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32, path: Path = WEIGHTS_PATH
 ) -> DistilledGenerator:
     """The shipped generator (fp16 on disk, ``dtype`` in memory), frozen, in eval mode; loaded once per device."""
+
+    def load() -> DistilledGenerator:
+        if not path.is_file():
+            raise FileNotFoundError(f"the distilled ImageNet generator's weights are not at {path}")
+        with safe_open(str(path), framework="pt") as handle:
+            metadata = handle.metadata() or {}
+        saved: dict[str, Any] = json.loads(metadata["generator"])
+        values: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in saved.items()}
+        network = DistilledGenerator(GeneratorConfig(**values))
+        network.load_state_dict({name: tensor.float() for name, tensor in load_file(str(path)).items()}, strict=True)
+        return network.to(dtype=dtype)
+
     device = torch.device(device)
-    key = (f"{path}:{device}", dtype)
-    with _loading:
-        if key not in _loaded:
-            if not path.is_file():
-                raise FileNotFoundError(f"the distilled ImageNet generator's weights are not at {path}")
-            with safe_open(str(path), framework="pt") as handle:
-                metadata = handle.metadata() or {}
-            saved: dict[str, Any] = json.loads(metadata["generator"])
-            values: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in saved.items()}
-            config = GeneratorConfig(**values)
-            network = DistilledGenerator(config)
-            state = {name: tensor.float() for name, tensor in load_file(str(path)).items()}
-            network.load_state_dict(state, strict=True)
-            _loaded[key] = network.to(device=device, dtype=dtype).eval().requires_grad_(False)
-        return _loaded[key]
+    return _generators.get((str(path), str(device), dtype), load, device)
 
 
 class DistilledLatentImage(LatentImage):

