@@ -16,10 +16,10 @@ import numpy as np
 import pytest
 from client_server import SIDE, serving
 from headless_chromium import difference, framed_regions
-from PIL import Image
+from PIL import Image, ImageDraw
 
 from priorviz_client import Client, PriorKind
-from priorviz_client._contact_sheet import KIND_COLOURS
+from priorviz_client._contact_sheet import KIND_COLOURS, _font, column_label
 from priorviz_client._report import DISPLAY_SIZE, FRAME_WIDTH
 from service.server import PriorvizServer
 
@@ -176,3 +176,12 @@ def test_report_shows_every_image_in_chromium(compared: tuple[Path, list[str]], 
     for png in pngs:
         errors = [difference(region, Image.open(png)) for region in shown]
         assert min(errors) < 12, f"{png.name} is not shown in the report (closest region differs by {min(errors):.1f})"
+
+
+def test_column_labels_fit_their_column() -> None:
+    draw = ImageDraw.Draw(Image.new("RGB", (10, 10)))
+    font = _font(14)
+    assert column_label(draw, "fourier", "unconstrained", font, 192) == "fourier · unconstrained"
+    assert column_label(draw, "distilled_imagenet", "learned prior", font, 192) == "distilled_imagenet"
+    shortened = column_label(draw, "a_very_long_generator_folder_name_from_a_user", "learned prior", font, 192)
+    assert shortened.endswith("…") and draw.textlength(shortened, font=font) <= 192

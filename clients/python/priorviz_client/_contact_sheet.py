@@ -42,6 +42,19 @@ def _fit(image: Image.Image, side: int) -> Image.Image:
     return image.convert("RGB").resize((side, side), resample)
 
 
+def column_label(
+    draw: ImageDraw.ImageDraw, prior: str, kind: str, font: ImageFont.FreeTypeFont | ImageFont.ImageFont, width: int
+) -> str:
+    """ "prior · kind" when it fits the column, else the prior alone (the frame's colour still says
+    the kind), shortened with an ellipsis if even that is too wide: labels never run into the next."""
+    for label in (f"{prior} · {kind}" if kind else prior, prior):
+        if draw.textlength(label, font=font) <= width:
+            return label
+    while prior and draw.textlength(prior + "…", font=font) > width:
+        prior = prior[:-1]
+    return prior + "…"
+
+
 def _metric_lines(result: Visualization, index: int) -> list[str]:
     values = dict(result.metrics[index]) if index < len(result.metrics) else {}
     if "objective" not in values and index < len(result.objective_values):
@@ -89,7 +102,8 @@ def contact_sheet(
                 left = PAD + column * (cell_size + PAD)
                 colour = KIND_COLOURS.get(result.prior_kind, MUTED)
                 kind = KIND_NAMES.get(result.prior_kind, "")
-                draw.text((left, row_top), f"{result.prior} · {kind}", fill=colour, font=label_font)
+                label = column_label(draw, result.prior, kind, label_font, cell_size)
+                draw.text((left, row_top), label, fill=colour, font=label_font)
                 image_top = row_top + LINE + 4
                 sheet.paste(_fit(result.images[index], cell_size), (left, image_top))
                 draw.rectangle(
