@@ -35,6 +35,8 @@ from typing import Any
 
 import numpy as np
 
+from priorviz.errors import StoreUnusableError
+
 DEFAULT_MAX_BYTES = 2 * 2**30
 DTYPE = np.dtype("<f4")
 ABANDONED_SECONDS = 86_400
@@ -109,18 +111,28 @@ class ActivationStore:
         """A connection in a transaction; the folder and the schema are made on first use."""
         with self._lock:
             if not self._ready:
-                arrays = self.root / "arrays"
-                arrays.mkdir(parents=True, exist_ok=True)
-                for leftover in arrays.glob("*.tmp"):  # a writer that died; a live one writes for minutes, not a day
-                    with contextlib.suppress(OSError):
-                        if time.time() - leftover.stat().st_mtime > ABANDONED_SECONDS:
-                            leftover.unlink()
-                with contextlib.closing(sqlite3.connect(self.root / "index.sqlite3", timeout=30)) as connection:
-                    connection.execute("PRAGMA journal_mode=WAL")
-                    connection.executescript(_SCHEMA)
+                try:
+                    self._create()
+                except (OSError, sqlite3.Error) as error:
+                    raise StoreUnusableError(
+                        f"the activation store at {self.root} cannot be used ({error}); give the server a writable "
+                        "--store-dir"
+                    ) from error
                 self._ready = True
         with contextlib.closing(sqlite3.connect(self.root / "index.sqlite3", timeout=30)) as connection, connection:
             yield connection
+
+    def _create(self) -> None:
+        """The folders and the schema, and the leftovers of writers that died removed."""
+        arrays = self.root / "arrays"
+        arrays.mkdir(parents=True, exist_ok=True)
+        for leftover in arrays.glob("*.tmp"):  # a writer that died; a live one writes for minutes, not a day
+            with contextlib.suppress(OSError):
+                if time.time() - leftover.stat().st_mtime > ABANDONED_SECONDS:
+                    leftover.unlink()
+        with contextlib.closing(sqlite3.connect(self.root / "index.sqlite3", timeout=30)) as connection:
+            connection.execute("PRAGMA journal_mode=WAL")
+            connection.executescript(_SCHEMA)
 
     # -- file digests ----------------------------------------------------------------------
 

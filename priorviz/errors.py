@@ -49,6 +49,11 @@ class PriorUnusableError(UnavailableError):
     says why, so the operator knows what to fix."""
 
 
+class StoreUnusableError(PriorvizError, OSError):
+    """The server's on-disk store cannot be opened (a --store-dir that is not a writable folder); the
+    message names the folder, so the operator knows what to fix."""
+
+
 class ComputationError(PriorvizError, ArithmeticError):
     """A computation failed on valid input, e.g. an objective that became NaN or infinite."""
 

@@ -17,6 +17,7 @@ from priorviz.errors import (
     InvalidInputError,
     NotFoundError,
     PriorUnusableError,
+    StoreUnusableError,
     UnavailableError,
 )
 from priorviz_objectives import ObjectiveError
@@ -28,6 +29,8 @@ STATUS_CODES: tuple[tuple[type[Exception], grpc.StatusCode, str | None], ...] = 
     (NotFoundError, grpc.StatusCode.NOT_FOUND, None),
     # A prior the operator registered from a folder that failed to load: the reason says what to fix.
     (PriorUnusableError, grpc.StatusCode.FAILED_PRECONDITION, None),
+    # The server's own store folder is unusable: the operator must fix --store-dir.
+    (StoreUnusableError, grpc.StatusCode.FAILED_PRECONDITION, None),
     # Weights or packages missing on this server: for its callers the thing is not to be found here.
     (UnavailableError, grpc.StatusCode.NOT_FOUND, None),
     # The request's numbers drove the optimization to NaN or infinity: the caller can change them.

@@ -323,3 +323,14 @@ def test_images_of_any_shape_are_ranked_without_a_store(lite0: TargetModel) -> N
     assert result.count == 3 and not result.stored
     assert {example.name for example in result.top} == {"wide", "tall", "small"}
     assert all(example.image.shape == example.crop.shape == (3, 32, 32) for example in result.top)
+
+
+def test_an_unusable_store_folder_is_failed_precondition_naming_it(tmp_path: Path) -> None:
+    not_a_folder = tmp_path / "store"
+    not_a_folder.write_text("a file where the store's folder should be")
+    with running_server(server_config(store_dir=str(not_a_folder))) as running, stub_for(running) as stub:
+        error = error_of(lambda: stub.DatasetExamples(examples_request()))
+        assert error.code() == grpc.StatusCode.FAILED_PRECONDITION
+        assert str(not_a_folder) in error.details() and "--store-dir" in error.details()
+        # The rest of the server still serves.
+        assert stub.ListPriors(pb.ListPriorsRequest()).priors
