@@ -120,6 +120,7 @@ def test_cli_examples_uploads_a_folder_and_keeps_the_file_names(
     out = tmp_path / "out"
     code = main(cli(server, "examples", "blocks.5:3", "--images", str(folder), "--no-progress", "--out", str(out)))
     assert code == 0, capsys.readouterr().err
+    assert "2 images done" in capsys.readouterr().err  # uploads are never stored: always computed
     record = json.loads((out / "examples.json").read_text())
     assert record["image_set"] == "" and {entry["name"] for entry in record["examples"]} == {"sky.png", "grass.jpg"}
     missing = main(cli(server, "examples", "blocks.5:3", "--images", str(folder), "nowhere", "--out", str(out)))

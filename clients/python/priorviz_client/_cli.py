@@ -301,7 +301,7 @@ def _examples_of(
     """The dataset examples of ``unit`` in ``sources`` (see ``--images``); uploaded files keep their names."""
     images, files = _example_images(sources)
     job = client.dataset_examples_stream(unit, images, timeout=args.deadline, **options)
-    ranked: DatasetExamples = _run(job, _progress_bar(args, "activations"))
+    ranked: DatasetExamples = _run(job, _progress_bar(args, "activations"), counted="images")
     if not files:
         return ranked
 
@@ -348,15 +348,16 @@ def _progress_bar(args: argparse.Namespace, description: str) -> ProgressBar | N
         return None
 
 
-def _run(job: Job[Any], bar: ProgressBar | None) -> Any:
-    """Drains a job; Ctrl-C leaves the ``with`` block, which cancels the call on the server."""
+def _run(job: Job[Any], bar: ProgressBar | None, counted: str = "steps") -> Any:
+    """Drains a job; Ctrl-C leaves the ``with`` block, which cancels the call on the server. Without a
+    bar, the end of each prior's work is one line (``counted``: what its progress counts)."""
     with job:
         try:
             for event in job:
                 if bar is not None:
                     bar.update(event)
                 elif isinstance(event, Progress) and event.step == event.total_steps:
-                    print(f"  {event.prior}: {event.total_steps} steps done", file=sys.stderr)
+                    print(f"  {event.prior}: {event.total_steps} {counted} done", file=sys.stderr)
         finally:
             if bar is not None:
                 bar.close()
