@@ -25,8 +25,10 @@ from priorviz.training.distill import (
     TrainConfig,
     batch_statistics_kl,
     export_weights,
+    feature_diversity_hinge,
     load_checkpoint,
     make_optimizer,
+    start_generator_from,
     step_classes,
     train,
 )
@@ -161,3 +163,37 @@ def test_within_class_spread_matches_numpy_and_reads_zero_under_mode_collapse() 
     assert within_class_spread(images, labels) == pytest.approx(same / different, rel=1e-5)
     collapsed = images[[0, 0, 2, 2, 4, 4]]
     assert within_class_spread(collapsed, labels) == 0.0
+
+
+def test_feature_diversity_hinge_matches_numpy() -> None:
+    random = torch.Generator().manual_seed(1)
+    features, latents = torch.rand(6, 10, generator=random), torch.randn(6, 4, generator=random)
+    f, z = features.double().numpy(), latents.double().numpy()
+    first, second = f[:3], f[3:]
+    relative = np.abs(first - second).mean(axis=1) / ((np.abs(first).mean(axis=1) + np.abs(second).mean(axis=1)) / 2)
+    expected = np.maximum(0.0, 0.8 - relative / np.abs(z[:3] - z[3:]).mean(axis=1)).mean()
+    assert float(feature_diversity_hinge(features, latents, 0.8)) == pytest.approx(expected, rel=1e-5)
+    assert float(feature_diversity_hinge(features, latents, 0.0)) == 0.0
+
+
+def test_a_second_phase_starts_from_another_runs_generator_and_logs_its_feature_term(tmp_path: Path) -> None:
+    first = tmp_path / "first.safetensors"
+    train(TINY, first, tmp_path / "first.jsonl", steps=2, show_progress=False)
+    config_file = tmp_path / "phase2.toml"
+    config_file.write_text('start_from = "first.safetensors"\n')
+    assert TrainConfig.from_toml(config_file).start_from == str(tmp_path / "first.safetensors")
+    phase2 = replace(
+        TINY,
+        start_from=str(first),
+        total_steps=1,
+        loss=replace(TINY.loss, feature_diversity=1.0, feature_diversity_margin=5.0),
+    )
+    started, fresh = DistilledGenerator(TINY.generator), DistilledGenerator(TINY.generator)
+    start_generator_from(first, started)
+    load_checkpoint(first, fresh, make_optimizer(fresh, TINY))
+    assert all(torch.equal(v, fresh.state_dict()[k]) for k, v in started.state_dict().items())
+    assert train(phase2, tmp_path / "phase2.safetensors", tmp_path / "phase2.jsonl", show_progress=False) == 1
+    logged = json.loads((tmp_path / "phase2.jsonl").read_text().splitlines()[-1])
+    assert logged["feature_diversity"] > 0  # a margin of 5 is far from met
+    with pytest.raises(FileNotFoundError, match="start_from"):
+        start_generator_from(tmp_path / "missing.safetensors", started)

@@ -9,7 +9,11 @@
   batch and space) and the running ones, averaged over channels and summed over layers
   (DeepInversion's feature loss in the variance-normalized form of ``shared/notes``);
 - diversity: a hinge on the ratio of image to latent distance for two samples of one class;
-- total variation.
+  optionally (``feature_diversity``) the same in the classifier's pooled features;
+- total variation, and an L2 on the images before the sigmoid.
+
+A config's ``start_from`` begins a run from another run's generator: a second phase with other
+losses (``priors/weights/distilled_imagenet_diverse.toml``).
 
 Every step's randomness is drawn from a generator seeded by (seed, step), so a run that is
 killed and resumed from its checkpoint draws the same batches as one that never stopped. The
@@ -65,6 +69,10 @@ class LossConfig:
     batch_statistics_ramp_steps: int = 1000
     diversity: float = 3.0
     diversity_margin: float = 0.1
+    feature_diversity: float = 0.0
+    """Weight of a hinge on the relative distance of Lite0's pooled features of two samples of a class
+    over their latents' distance: diversity in what the classifier sees, not only in pixels."""
+    feature_diversity_margin: float = 0.0
     total_variation: float = 0.2
     output_l2: float = 0.05
 
@@ -85,6 +93,9 @@ class TrainConfig:
     """The class codes' rate over the rest's: a code is updated only in the steps that draw its class."""
     warmup_steps: int = 100
     bf16_autocast: bool = True
+    start_from: str = ""
+    """A checkpoint (path relative to the config's folder) whose generator starts a new run, e.g. a
+    second phase with other losses; its Adam state and step are not taken. Empty: a fresh generator."""
     generator: GeneratorConfig = field(default_factory=GeneratorConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     loss: LossConfig = field(default_factory=LossConfig)
@@ -99,6 +110,8 @@ class TrainConfig:
         for key, value in raw.items():
             if key in sections:
                 values[key] = _dataclass_from(sections[key], value, f"[{key}]")
+            elif key == "start_from" and value:
+                values[key] = str(path.parent / value)
             elif key in {f.name for f in fields(cls)}:
                 values[key] = value
             else:
@@ -146,6 +159,26 @@ class BatchNormInputs:
                 handle.remove()
 
     def _hook(self, _module: nn.Module, inputs: tuple[Tensor, ...], _output: Tensor) -> None:
+        self.captured.append(inputs[0])
+
+
+class PooledFeatures:
+    """Captures the input of the classifier's last linear layer (the pooled features) during a forward pass."""
+
+    def __init__(self, network: EfficientNetLite) -> None:
+        self.head = network.classifier
+        self.captured: list[Tensor] = []
+
+    @contextmanager
+    def capturing(self) -> Iterator[list[Tensor]]:
+        self.captured = []
+        handle = self.head.register_forward_pre_hook(self._hook)
+        try:
+            yield self.captured
+        finally:
+            handle.remove()
+
+    def _hook(self, _module: nn.Module, inputs: tuple[Tensor, ...]) -> None:
         self.captured.append(inputs[0])
 
 
@@ -212,6 +245,17 @@ def diversity_hinge(images: Tensor, latents: Tensor, margin: float) -> Tensor:
     return F.relu(margin - image_distance / latent_distance).mean()
 
 
+def feature_diversity_hinge(features: Tensor, latents: Tensor, margin: float) -> Tensor:
+    """Penalize two samples of a class whose pooled features differ, relative to their size, by less than
+    ``margin`` times their latents' difference (the first half of the batch against the second)."""
+    half = features.shape[0] // 2
+    first, second = features[:half].float(), features[half:].float()
+    size = (first.abs().mean(dim=1) + second.abs().mean(dim=1)) / 2
+    feature_distance = (first - second).abs().mean(dim=1) / size.clamp(min=1e-6)
+    latent_distance = (latents[:half] - latents[half:]).abs().mean(dim=1)
+    return F.relu(margin - feature_distance / latent_distance).mean()
+
+
 def make_optimizer(generator: DistilledGenerator, config: TrainConfig) -> torch.optim.Adam:
     """Adam with betas (0.5, 0.99), the per-class parameters in a group of their own with a scaled rate."""
     per_class = {"class_codes.weight", "class_templates.weight"}
@@ -259,6 +303,19 @@ def save_checkpoint(
     os.replace(temporary, path)
 
 
+def _load_generator(tensors: dict[str, Tensor], generator: DistilledGenerator) -> None:
+    generator.load_state_dict(
+        {k.removeprefix("generator."): v for k, v in tensors.items() if k.startswith("generator.")}
+    )
+
+
+def start_generator_from(path: Path, generator: DistilledGenerator) -> None:
+    """Take the generator of another run's checkpoint (its Adam state and step are left behind)."""
+    if not path.is_file():
+        raise FileNotFoundError(f"start_from: no checkpoint at {path}")
+    _load_generator(load_file(str(path)), generator)
+
+
 def load_checkpoint(path: Path, generator: DistilledGenerator, optimizer: torch.optim.Adam) -> tuple[int, float]:
     """Restore a checkpoint written by ``save_checkpoint``; returns (step, elapsed seconds)."""
     from safetensors import safe_open
@@ -266,9 +323,7 @@ def load_checkpoint(path: Path, generator: DistilledGenerator, optimizer: torch.
     with safe_open(str(path), framework="pt") as handle:
         metadata = handle.metadata()
     tensors = load_file(str(path))
-    generator.load_state_dict(
-        {k.removeprefix("generator."): v for k, v in tensors.items() if k.startswith("generator.")}
-    )
+    _load_generator(tensors, generator)
     for index, parameter in enumerate(generator.parameters()):
         if f"adam.{index}.exp_avg" in tensors:
             optimizer.state[parameter] = {
@@ -303,12 +358,15 @@ def train(
     torch.manual_seed(config.seed)
     classifier = load_classifier(device)
     statistics = BatchNormInputs(classifier)
+    pooled = PooledFeatures(classifier)
     generator = DistilledGenerator(config.generator).to(device)
     generator.initialize_class_codes(classifier.classifier.weight[: config.generator.num_classes])
     optimizer = make_optimizer(generator, config)
     step, elapsed = 0, 0.0
     if checkpoint.exists():
         step, elapsed = load_checkpoint(checkpoint, generator, optimizer)
+    elif config.start_from:
+        start_generator_from(Path(config.start_from), generator)
     last = config.total_steps if steps is None else min(config.total_steps, step + steps)
     generator.train()
     autocast = config.bf16_autocast and device.type == "cpu" and torch.backends.mkldnn.is_available()
@@ -319,7 +377,7 @@ def train(
                 save_checkpoint(checkpoint, generator, optimizer, step, elapsed, config)
                 break
             started = time.monotonic()
-            losses = _train_step(generator, classifier, statistics, optimizer, config, step, device, autocast)
+            losses = _train_step(generator, classifier, statistics, pooled, optimizer, config, step, device, autocast)
             step += 1
             elapsed += time.monotonic() - started
             progress.update(1)
@@ -337,6 +395,7 @@ def _train_step(
     generator: DistilledGenerator,
     classifier: EfficientNetLite,
     statistics: BatchNormInputs,
+    pooled: PooledFeatures,
     optimizer: torch.optim.Adam,
     config: TrainConfig,
     step: int,
@@ -350,7 +409,11 @@ def _train_step(
     learning_rate = learning_rate_at(step, config)
     for group in optimizer.param_groups:
         group["lr"] = learning_rate * group["scale"]
-    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast), statistics.capturing() as captured:
+    with (
+        torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast),
+        statistics.capturing() as captured,
+        pooled.capturing() as features,
+    ):
         output_logits = generator.output_logits(latents, generator.code_of(labels))
         images = torch.sigmoid(output_logits)
         seen = augment(images, config.augment, random) * 2 - 1
@@ -369,6 +432,11 @@ def _train_step(
         + weights.total_variation * tv
         + weights.output_l2 * saturation
     )
+    extra: dict[str, float] = {}
+    if weights.feature_diversity:
+        feature_diversity = feature_diversity_hinge(features[0], latents, weights.feature_diversity_margin)
+        loss = loss + weights.feature_diversity * feature_diversity
+        extra["feature_diversity"] = feature_diversity.item()
     if not torch.isfinite(loss):
         raise FloatingPointError(f"the training loss became {loss.item()} at step {step}")
     optimizer.zero_grad(set_to_none=True)
@@ -380,6 +448,7 @@ def _train_step(
         "cross_entropy": cross_entropy.item(),
         "batch_statistics": bn.item(),
         "diversity": diversity.item(),
+        **extra,
         "total_variation": tv.item(),
         "output_l2": saturation.item(),
         "top1": accuracy.item(),
