@@ -11,7 +11,7 @@ import torch
 from priors.biggan import BigGAN, biggan_config
 
 if TYPE_CHECKING:
-    from diffusers import UNet2DModel
+    from diffusers import AutoencoderKL, UNet2DModel
 
 TINY_BIGGAN = {
     "output_dim": 32,
@@ -107,7 +107,8 @@ def save_consistency_pipeline(folder: Path, classes: int = 10) -> Path:
     return folder
 
 
-def _tiny_autoencoder_kl():  # type: ignore[no-untyped-def]
+def tiny_autoencoder_kl() -> AutoencoderKL:
+    """A 2-level AutoencoderKL with a 4-channel latent (the SD VAE's shape, tiny)."""
     from diffusers import AutoencoderKL
 
     return AutoencoderKL(
@@ -127,7 +128,7 @@ def save_latent_unet_pipeline(folder: Path, classes: int = 10) -> Path:
     from diffusers import DDIMScheduler
 
     tiny_unet(channels=4, classes=classes).save_pretrained(folder / "unet")
-    _tiny_autoencoder_kl().save_pretrained(folder / "vae")
+    tiny_autoencoder_kl().save_pretrained(folder / "vae")
     DDIMScheduler(num_train_timesteps=100).save_pretrained(folder / "scheduler")
     (folder / "model_index.json").write_text(json.dumps({"_class_name": "LDMPipeline"}))
     return folder
@@ -149,7 +150,7 @@ def save_dit_pipeline(folder: Path, classes: int = 10) -> Path:
         num_embeds_ada_norm=classes,
         norm_num_groups=4,
     ).save_pretrained(folder / "transformer")
-    _tiny_autoencoder_kl().save_pretrained(folder / "vae")
+    tiny_autoencoder_kl().save_pretrained(folder / "vae")
     DDIMScheduler(num_train_timesteps=100).save_pretrained(folder / "scheduler")
     (folder / "model_index.json").write_text(json.dumps({"_class_name": "DiTPipeline"}))
     return folder

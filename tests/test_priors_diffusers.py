@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from generator_folders import tiny_unet
+from generator_folders import tiny_autoencoder_kl, tiny_unet
 
 from priors import PriorKind, get_prior, list_priors
 from priors.decoder import DecoderLatentImage, build_decoder_prior
@@ -32,20 +32,8 @@ def unique(name: str) -> str:
 
 
 def save_autoencoder_kl(directory: Path) -> Path:
-    from diffusers import AutoencoderKL
-
     torch.manual_seed(0)
-    model = AutoencoderKL(
-        down_block_types=("DownEncoderBlock2D",) * 2,
-        up_block_types=("UpDecoderBlock2D",) * 2,
-        block_out_channels=(8, 16),
-        layers_per_block=1,
-        latent_channels=4,
-        norm_num_groups=4,
-        sample_size=32,
-        scaling_factor=0.5,
-    )
-    model.save_pretrained(directory)
+    tiny_autoencoder_kl().save_pretrained(directory)
     return directory
 
 
